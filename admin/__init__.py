@@ -1,0 +1,1 @@
+"""The admin surface: the `jobqueue` command line and the process runners it starts."""

@@ -1,0 +1,366 @@
+"""`jobqueue`: the admin command line. Bad input prints one line and exits 2, changing nothing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+from sqlalchemy.orm import Session, sessionmaker
+
+import jobs.builtin  # noqa: F401  (registers the built-in jobs)
+from admin import entries as ops
+from admin.tables import render_table
+from domain.clock import utcnow
+from domain.db import make_engine, make_session_factory
+from domain.migrations import upgrade
+from domain.recurrence import format_weekdays, parse_weekdays, parse_window
+from domain.status import EntryStatus
+from domain.transitions import recurrence_of
+from jobs.registry import registry
+from runtime.logs import configure_logging
+from runtime.settings import Settings, SettingsError
+from runtime.signals import stop_event_on_signals
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A one-line message for the operator; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _whole(lowest: int, name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {lowest}, got {value}")
+        return value
+
+    return parse
+
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def wrapper(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return wrapper
+
+
+def _add_schedule_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--description")
+    p.add_argument("--parameter", dest="parameter_string", help="the job's parameter string")
+    rec = p.add_mutually_exclusive_group()
+    rec.add_argument("--recurring", dest="recurring", action="store_true", default=None)
+    rec.add_argument("--not-recurring", dest="recurring", action="store_false")
+    p.add_argument("--minutes-between-runs", type=_whole(0, "minutes between runs"))
+    p.add_argument("--weekdays", type=_checked(parse_weekdays), help="mon-fri, sat,sun, all")
+    p.add_argument("--window", type=_checked(parse_window), help="08:00-18:00, 22:00-06:00+1, none")
+    p.add_argument("--earliest-start", help="ISO date-time; local to JOBQUEUE_TIMEZONE")
+    p.add_argument("--expiration", help="ISO date-time, or none")
+    p.add_argument("--maximum-attempts", type=_whole(1, "maximum attempts"))
+    p.add_argument("--rerun-delay", dest="rerun_delay_seconds", type=_whole(0, "rerun delay"))
+    p.add_argument("--job-timeout", dest="job_timeout_seconds", type=_whole(1, "job timeout"))
+    p.add_argument(
+        "--inactivity-timeout",
+        dest="inactivity_timeout_minutes",
+        type=_whole(0, "inactivity timeout"),
+        help="minutes; 0 = never sleep",
+    )
+    p.add_argument("--category", help="category code, or none")
+    p.add_argument("--priority", type=int)
+    p.add_argument("--user", dest="user_id")
+
+
+def _changes(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    plain = (
+        "description",
+        "parameter_string",
+        "recurring",
+        "minutes_between_runs",
+        "weekdays",
+        "maximum_attempts",
+        "rerun_delay_seconds",
+        "job_timeout_seconds",
+        "inactivity_timeout_minutes",
+        "priority",
+        "user_id",
+    )
+    for key in plain:
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value
+    if getattr(args, "job", None) and args.command_name == "set":
+        changes["job_name"] = args.job
+    if args.window is not None:
+        changes["starting_time"], changes["ending_time"] = args.window
+    if args.earliest_start is not None:
+        changes["earliest_start"] = ops.parse_moment(args.earliest_start, settings.tz)
+    if args.expiration is not None:
+        none = args.expiration.lower() == "none"
+        changes["expiration"] = None if none else ops.parse_moment(args.expiration, settings.tz)
+    if args.category is not None:
+        changes["category_code"] = None if args.category.lower() == "none" else args.category
+    return changes
+
+
+def _fmt(moment: datetime | None, settings: Settings) -> str:
+    if moment is None:
+        return ""
+    return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Commands:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            self._sessions = make_session_factory(make_engine(self.settings.database_url))
+        return self._sessions
+
+    def migrate(self, _args: argparse.Namespace) -> None:
+        upgrade(make_engine(self.settings.database_url))
+        print("database is up to date")
+
+    def entries_list(self, args: argparse.Namespace) -> None:
+        status = EntryStatus(args.status) if args.status else None
+        with self.sessions() as session:
+            views = ops.list_entries(session, status)
+        rows = [
+            (
+                v.entry.code,
+                v.entry.status.value,
+                _fmt(v.entry.earliest_start, self.settings)
+                if v.entry.status in (EntryStatus.READY, EntryStatus.ON_HOLD_INACTIVITY)
+                else "",
+                v.last_log.status.value if v.last_log else "",
+                (v.last_log.error_message or "")[:60] if v.last_log else "",
+            )
+            for v in views
+        ]
+        print(render_table(("code", "status", "next run", "last result", "last error"), rows))
+
+    def entries_show(self, args: argparse.Namespace) -> None:
+        with self.sessions() as session:
+            e = ops.get_entry(session, args.code)
+        rec = recurrence_of(e, self.settings.tz)
+        fields = [
+            ("code", e.code),
+            ("description", e.description),
+            ("job", e.job_name),
+            ("parameter", e.parameter_string),
+            ("status", e.status.value),
+            ("recurring", "yes" if e.recurring else "no"),
+            ("minutes between runs", e.minutes_between_runs),
+            ("weekdays", format_weekdays(rec.weekdays)),
+            ("window", ops.describe_window(e.starting_time, e.ending_time)),
+            ("earliest start", _fmt(e.earliest_start, self.settings)),
+            ("expiration", _fmt(e.expiration, self.settings)),
+            ("attempts", f"{e.attempts} of {e.maximum_attempts}"),
+            ("rerun delay (s)", e.rerun_delay_seconds),
+            ("job timeout (s)", e.job_timeout_seconds),
+            ("inactivity timeout (min)", e.inactivity_timeout_minutes),
+            ("category", e.category_code or ""),
+            ("priority", e.priority),
+            ("user", e.user_id),
+            ("time zone", self.settings.timezone),
+        ]
+        width = max(len(k) for k, _ in fields)
+        for key, value in fields:
+            print(f"{key.ljust(width)}  {value}")
+
+    def entries_add(self, args: argparse.Namespace) -> None:
+        with self.sessions.begin() as session:
+            changes = _changes(args, self.settings)
+            entry = ops.add_entry(
+                session, args.code, args.job, changes, registry, utcnow(), self.settings.tz
+            )
+            print(
+                f"added {entry.code}: {entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
+            )
+
+    def entries_set(self, args: argparse.Namespace) -> None:
+        changes = _changes(args, self.settings)
+        if not changes:
+            raise CommandError("nothing to change; give at least one option")
+        with self.sessions.begin() as session:
+            entry = ops.edit_entry(
+                session, args.code, changes, registry, utcnow(), self.settings.tz
+            )
+            print(
+                f"{entry.code}: {entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
+            )
+
+    def hold(self, args: argparse.Namespace) -> None:
+        with self.sessions.begin() as session:
+            entry = ops.set_on_hold(session, args.code)
+            print(f"{entry.code}: {entry.status.value}")
+
+    def ready(self, args: argparse.Namespace) -> None:
+        with self.sessions.begin() as session:
+            entry = ops.set_ready(session, args.code, utcnow(), self.settings.tz)
+            print(
+                f"{entry.code}: {entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
+            )
+
+    def run_now(self, args: argparse.Namespace) -> None:
+        with self.sessions.begin() as session:
+            entry = ops.run_now(session, args.code, utcnow())
+            print(f"{entry.code}: due now")
+
+    def delete(self, args: argparse.Namespace) -> None:
+        with self.sessions.begin() as session:
+            ops.delete_entry(session, args.code)
+        print(f"deleted {args.code}")
+
+    def log(self, args: argparse.Namespace) -> None:
+        with self.sessions() as session:
+            rows = ops.read_log(session, args.code, args.limit)
+        print(
+            render_table(
+                ("run", "attempt", "started", "ended", "status", "counters", "error"),
+                [
+                    (
+                        f"{r.entry_id}:{r.run_seq}",
+                        r.attempt,
+                        _fmt(r.started_at, self.settings),
+                        _fmt(r.ended_at, self.settings),
+                        r.status.value,
+                        ",".join(f"{k}={v}" for k, v in (r.counters or {}).items()),
+                        (r.error_message or "")[:80],
+                    )
+                    for r in rows
+                ],
+            )
+        )
+
+    def categories_add(self, args: argparse.Namespace) -> None:
+        with self.sessions.begin() as session:
+            ops.add_category(session, args.code, args.description or "")
+        print(f"added category {args.code}")
+
+    def jobs_list(self, _args: argparse.Namespace) -> None:
+        rows = [(name, registry.get(name).description.split("\n")[0]) for name in registry.names()]
+        print(render_table(("job", "what it does"), rows))
+
+    def scheduler(self, _args: argparse.Namespace) -> None:
+        from admin.processes import run_scheduler
+
+        if self.settings.embedded:
+            raise CommandError(
+                "the scheduler alone needs REDIS_URL; use `jobqueue run` for one process"
+            )
+        configure_logging(self.settings.log_level, process="scheduler")
+        run_scheduler(self.settings, stop_event_on_signals())
+
+    def worker(self, args: argparse.Namespace) -> None:
+        from admin.processes import run_worker_pool
+
+        if self.settings.embedded:
+            raise CommandError("workers alone need REDIS_URL; use `jobqueue run` for one process")
+        configure_logging(self.settings.log_level, process="worker-main")
+        raise SystemExit(run_worker_pool(self.settings, args.processes, args.threads))
+
+    def run(self, args: argparse.Namespace) -> None:
+        from admin.processes import run_embedded
+
+        configure_logging(self.settings.log_level, process="jobqueue")
+        run_embedded(self.settings, stop_event_on_signals(), threads=args.threads)
+
+    def demo(self, args: argparse.Namespace) -> None:
+        from admin.demo import run_demo
+
+        configure_logging(self.settings.log_level, process="demo")
+        raise SystemExit(run_demo(self.settings, timeout=args.timeout))
+
+
+def build_parser(settings: Settings) -> _Parser:
+    c = Commands(settings)
+    parser = _Parser(prog="jobqueue", description="Business Central-style job queue.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(
+        parent: Any, name: str, handler: Callable[[argparse.Namespace], None], help_: str
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
+        p.set_defaults(handler=handler, command_name=name)
+        return p
+
+    def with_code(parent: Any, name: str, handler: Any, help_: str) -> argparse.ArgumentParser:
+        p = command(parent, name, handler, help_)
+        p.add_argument("code")
+        return p
+
+    command(sub, "migrate", c.migrate, "create or upgrade the database schema")
+
+    entries = sub.add_parser("entries", help="job-queue entries").add_subparsers(
+        dest="entries_command", required=True, parser_class=_Parser
+    )
+    p = command(entries, "list", c.entries_list, "list entries")
+    p.add_argument("--status", choices=[s.value for s in EntryStatus])
+    with_code(entries, "show", c.entries_show, "show one entry")
+    p = with_code(entries, "add", c.entries_add, "add an entry")
+    p.add_argument("--job", required=True, help="registered job name (see `jobqueue jobs`)")
+    _add_schedule_options(p)
+    p = with_code(entries, "set", c.entries_set, "edit an entry's schedule and settings")
+    p.add_argument("--job", help="registered job name")
+    _add_schedule_options(p)
+    with_code(entries, "delete", c.delete, "delete an entry (not while it runs)")
+    for parent in (entries, sub):
+        with_code(parent, "hold", c.hold, "set on hold")
+        with_code(parent, "ready", c.ready, "set ready (restart)")
+        with_code(parent, "run-now", c.run_now, "run as soon as possible")
+        with_code(parent, "log", c.log, "the entry's run log").add_argument(
+            "--limit", type=_whole(1, "limit"), default=20
+        )
+
+    categories = sub.add_parser("categories", help="job-queue categories").add_subparsers(
+        dest="categories_command", required=True, parser_class=_Parser
+    )
+    with_code(categories, "add", c.categories_add, "add a category").add_argument("--description")
+    command(sub, "jobs", c.jobs_list, "list the registered jobs")
+    command(sub, "scheduler", c.scheduler, "run the scheduler (APScheduler) process")
+    p = command(sub, "worker", c.worker, "run a Dramatiq worker pool")
+    p.add_argument("--processes", type=_whole(1, "processes"), default=settings.worker_processes)
+    p.add_argument("--threads", type=_whole(1, "threads"), default=settings.worker_threads)
+    p = command(sub, "run", c.run, "scheduler and workers in one process")
+    p.add_argument("--threads", type=_whole(1, "threads"), default=4)
+    p = command(sub, "demo", c.demo, "seed demo entries, run them, print a summary")
+    p.add_argument("--timeout", type=_whole(5, "timeout"), default=60)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"jobqueue: error: {exc}\n")
+        raise SystemExit(EXIT_USAGE) from None
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except (ops.EntryError, CommandError, ValueError) as exc:
+        sys.stderr.write(f"jobqueue: error: {exc}\n")
+        raise SystemExit(EXIT_USAGE) from None
+
+
+if __name__ == "__main__":
+    main()

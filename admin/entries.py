@@ -1,0 +1,289 @@
+"""Admin operations on job-queue entries. Each runs in one transaction and validates
+everything before it writes, so bad input changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, tzinfo
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from domain.models import JobQueueCategory, JobQueueEntry, JobQueueLogEntry
+from domain.status import EntryStatus
+from domain.transitions import WEEKDAY_COLUMNS, plan_of, recurrence_of, wake
+from domain.wakeups import request_dispatch
+from jobs.registry import JobParameterError, JobRegistry, UnknownJobError
+
+SCHEDULE_FIELDS = frozenset(
+    {
+        "recurring",
+        "minutes_between_runs",
+        "weekdays",
+        "starting_time",
+        "ending_time",
+        "earliest_start",
+        "expiration",
+    }
+)
+EDITABLE = SCHEDULE_FIELDS | {
+    "description",
+    "job_name",
+    "parameter_string",
+    "maximum_attempts",
+    "rerun_delay_seconds",
+    "job_timeout_seconds",
+    "inactivity_timeout_minutes",
+    "category_code",
+    "priority",
+    "user_id",
+}
+
+
+class EntryError(ValueError):
+    """An admin request that cannot be carried out; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class EntryView:
+    entry: JobQueueEntry
+    last_log: JobQueueLogEntry | None
+
+
+def get_entry(session: Session, code: str, *, lock: bool = False) -> JobQueueEntry:
+    stmt = select(JobQueueEntry).where(JobQueueEntry.code == code)
+    if lock:
+        stmt = stmt.with_for_update()
+    entry = session.execute(stmt).scalar_one_or_none()
+    if entry is None:
+        raise EntryError(f"no job queue entry with code {code!r}")
+    return entry
+
+
+def _check_numbers(entry: JobQueueEntry) -> None:
+    checks = (
+        ("minutes between runs", entry.minutes_between_runs, 0),
+        ("maximum attempts", entry.maximum_attempts, 1),
+        ("rerun delay", entry.rerun_delay_seconds, 0),
+        ("job timeout", entry.job_timeout_seconds, 1),
+        ("inactivity timeout", entry.inactivity_timeout_minutes, 0),
+    )
+    for label, value, lowest in checks:
+        if value < lowest:
+            raise EntryError(f"{label} must be at least {lowest}, got {value}")
+
+
+def _apply(
+    session: Session, entry: JobQueueEntry, changes: dict[str, Any], jobs: JobRegistry
+) -> None:
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise EntryError(f"unknown field {sorted(unknown)[0]!r}")
+    for key, value in changes.items():
+        if key == "weekdays":
+            for index, column in enumerate(WEEKDAY_COLUMNS):
+                setattr(entry, column, index in value)
+        else:
+            setattr(entry, key, value)
+    try:
+        jobs.get(entry.job_name).validate(entry.parameter_string)
+    except (UnknownJobError, JobParameterError) as exc:
+        raise EntryError(str(exc).strip("'\"")) from None
+    if (
+        entry.category_code is not None
+        and session.get(JobQueueCategory, entry.category_code) is None
+    ):
+        raise EntryError(f"no job queue category with code {entry.category_code!r}")
+    _check_numbers(entry)
+    if entry.recurring and not any(getattr(entry, c) for c in WEEKDAY_COLUMNS):
+        raise EntryError("a recurring entry needs at least one weekday to run on")
+
+
+def _reschedule(entry: JobQueueEntry, now: datetime, tz: tzinfo, explicit_start: bool) -> None:
+    """Keep the next run inside the (new) window; a schedule with no run left is refused."""
+    recurrence = recurrence_of(entry, tz)
+    start = entry.earliest_start if explicit_start else max(entry.earliest_start, now)
+    if not entry.recurring:
+        if entry.expiration is not None and start > entry.expiration:
+            raise EntryError(
+                "the earliest start is after the expiration; the entry would never run"
+            )
+        return
+    fitted = recurrence.fit(start)
+    if fitted is None:
+        raise EntryError("the schedule leaves no moment to run (weekdays, window and expiration)")
+    entry.earliest_start = fitted
+
+
+def _reissue_if_dispatched(entry: JobQueueEntry) -> None:
+    """A dispatched run that has not started yet is withdrawn: its message becomes stale."""
+    if entry.status == EntryStatus.IN_PROCESS and entry.started_at is None:
+        entry.run_seq += 1
+        entry.status = EntryStatus.READY
+        entry.dispatched_at = None
+
+
+def add_entry(
+    session: Session,
+    code: str,
+    job_name: str,
+    changes: dict[str, Any],
+    jobs: JobRegistry,
+    now: datetime,
+    tz: tzinfo,
+) -> JobQueueEntry:
+    code = code.strip()
+    if not code or len(code) > 40:
+        raise EntryError("code must be 1 to 40 characters")
+    if session.execute(select(JobQueueEntry.id).where(JobQueueEntry.code == code)).first():
+        raise EntryError(f"a job queue entry with code {code!r} exists already")
+    entry = JobQueueEntry(
+        code=code,
+        job_name=job_name,
+        description="",
+        parameter_string="",
+        status=EntryStatus.READY,
+        recurring=False,
+        minutes_between_runs=0,
+        earliest_start=now,
+        maximum_attempts=3,
+        attempts=0,
+        rerun_delay_seconds=60,
+        job_timeout_seconds=12 * 3600,
+        inactivity_timeout_minutes=0,
+        priority=0,
+        user_id="",
+        run_seq=0,
+        **{column: True for column in WEEKDAY_COLUMNS},
+    )
+    _apply(session, entry, changes, jobs)
+    _reschedule(entry, now, tz, explicit_start="earliest_start" in changes)
+    session.add(entry)
+    session.flush()
+    request_dispatch(session)
+    return entry
+
+
+def edit_entry(
+    session: Session,
+    code: str,
+    changes: dict[str, Any],
+    jobs: JobRegistry,
+    now: datetime,
+    tz: tzinfo,
+) -> JobQueueEntry:
+    entry = get_entry(session, code, lock=True)
+    _apply(session, entry, changes, jobs)
+    _reissue_if_dispatched(entry)
+    if SCHEDULE_FIELDS & set(changes) and entry.status == EntryStatus.READY:
+        _reschedule(entry, now, tz, explicit_start="earliest_start" in changes)
+    request_dispatch(session)
+    return entry
+
+
+def set_on_hold(session: Session, code: str) -> JobQueueEntry:
+    """On Hold at once; a running job finishes, but its entry stays on hold."""
+    entry = get_entry(session, code, lock=True)
+    if entry.status == EntryStatus.IN_PROCESS and entry.started_at is None:
+        entry.run_seq += 1  # the queued message becomes stale
+    entry.status = EntryStatus.ON_HOLD
+    entry.dispatched_at = None
+    return entry
+
+
+def set_ready(session: Session, code: str, now: datetime, tz: tzinfo) -> JobQueueEntry:
+    """Restart: Ready with a fresh count of attempts, at the next allowed moment."""
+    entry = get_entry(session, code, lock=True)
+    if entry.status == EntryStatus.IN_PROCESS:
+        raise EntryError(f"entry {code!r} is running; wait for it or set it on hold first")
+    decision = wake(plan_of(entry, tz), now)
+    if decision.status != EntryStatus.READY:
+        raise EntryError(f"entry {code!r} has expired; change its expiration first")
+    entry.status = EntryStatus.READY
+    entry.earliest_start = decision.earliest_start
+    entry.attempts = 0
+    request_dispatch(session)
+    return entry
+
+
+def run_now(session: Session, code: str, now: datetime) -> JobQueueEntry:
+    """Make the entry due now, outside its window if need be; the scheduler starts it at once."""
+    entry = get_entry(session, code, lock=True)
+    if entry.status == EntryStatus.IN_PROCESS:
+        raise EntryError(f"entry {code!r} is running already")
+    entry.status = EntryStatus.READY
+    entry.earliest_start = now
+    entry.attempts = 0
+    if entry.expiration is not None and entry.expiration < now:
+        raise EntryError(f"entry {code!r} has expired; change its expiration first")
+    request_dispatch(session)
+    return entry
+
+
+def delete_entry(session: Session, code: str) -> None:
+    entry = get_entry(session, code, lock=True)
+    if entry.status == EntryStatus.IN_PROCESS:
+        raise EntryError(f"entry {code!r} is running; set it on hold and wait for it first")
+    session.delete(entry)
+
+
+def add_category(session: Session, code: str, description: str = "") -> JobQueueCategory:
+    code = code.strip()
+    if not code or len(code) > 20:
+        raise EntryError("category code must be 1 to 20 characters")
+    if session.get(JobQueueCategory, code) is not None:
+        raise EntryError(f"category {code!r} exists already")
+    category = JobQueueCategory(code=code, description=description)
+    session.add(category)
+    return category
+
+
+def list_entries(session: Session, status: EntryStatus | None = None) -> list[EntryView]:
+    stmt = select(JobQueueEntry).order_by(JobQueueEntry.code)
+    if status is not None:
+        stmt = stmt.where(JobQueueEntry.status == status)
+    entries = session.execute(stmt).scalars().all()
+    last: dict[int, JobQueueLogEntry] = {}
+    if entries:
+        newest = (
+            select(func.max(JobQueueLogEntry.id))
+            .where(JobQueueLogEntry.entry_id.in_([e.id for e in entries]))
+            .group_by(JobQueueLogEntry.entry_id)
+        )
+        for log_entry in session.execute(
+            select(JobQueueLogEntry).where(JobQueueLogEntry.id.in_(newest))
+        ).scalars():
+            if log_entry.entry_id is not None:
+                last[log_entry.entry_id] = log_entry
+    return [EntryView(e, last.get(e.id)) for e in entries]
+
+
+def read_log(session: Session, code: str, limit: int = 20) -> list[JobQueueLogEntry]:
+    get_entry(session, code)
+    return list(
+        session.execute(
+            select(JobQueueLogEntry)
+            .where(JobQueueLogEntry.entry_code == code)
+            .order_by(JobQueueLogEntry.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def parse_moment(text: str, tz: tzinfo) -> datetime:
+    """ISO date-time; without an offset it is read in the configured time zone."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise EntryError(f"{text!r} is not a date-time like 2026-11-23T08:00") from None
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+def describe_window(start: time | None, end: time | None) -> str:
+    if start is None and end is None:
+        return "all day"
+    first = start.strftime("%H:%M") if start else "00:00"
+    last = end.strftime("%H:%M") if end else "24:00"
+    overnight = "+1" if start and end and end < start else ""
+    return f"{first}-{last}{overnight}"

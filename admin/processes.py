@@ -1,0 +1,85 @@
+"""Long-running processes: the scheduler, the Dramatiq worker pool, and both in one."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from dramatiq import Worker
+
+from domain.db import make_engine
+from domain.migrations import upgrade
+from runtime.logs import get_logger
+from runtime.settings import Settings
+from scheduler.service import SchedulerService
+from workers.app import WorkerApp, create_app
+
+log = get_logger("admin.processes")
+
+
+def run_scheduler(settings: Settings, stop: threading.Event) -> None:
+    """Scheduler only: needs REDIS_URL (the workers run elsewhere)."""
+    app = create_app(settings)  # the broker and engine, shared with nothing else
+    service = SchedulerService(settings, app.engine, app.broker)
+    service.start()
+    stop.wait()
+    log.info("scheduler.stopping")
+    service.stop()
+
+
+def run_worker_pool(settings: Settings, processes: int, threads: int) -> int:
+    """Hands over to Dramatiq's own process manager (signals, restarts, log piping)."""
+    from dramatiq.cli import main as dramatiq_main
+
+    argv = [
+        "workers.main",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        settings.queue_name,
+        "--skip-logging",
+    ]
+    sys.argv = ["jobqueue-worker", *argv]
+    return int(dramatiq_main() or 0)
+
+
+class EmbeddedSystem:
+    """Scheduler and a Dramatiq worker in one process: the embedded default and tests."""
+
+    def __init__(self, settings: Settings, threads: int = 4, migrate: bool = True) -> None:
+        self.settings = settings
+        engine = make_engine(settings.database_url)
+        if migrate:
+            upgrade(engine)
+        self.app: WorkerApp = create_app(settings, engine=engine)
+        self.scheduler = SchedulerService(settings, engine, self.app.broker)
+        self.worker = Worker(self.app.broker, worker_threads=threads, worker_timeout=100)
+
+    def start(self) -> None:
+        self.worker.start()
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.worker.stop()
+        self.app.engine.dispose()
+
+    def __enter__(self) -> EmbeddedSystem:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def run_embedded(settings: Settings, stop: threading.Event, threads: int = 4) -> None:
+    with EmbeddedSystem(settings, threads=threads):
+        log.info(
+            "embedded.started",
+            database=settings.database_url,
+            broker="in-process" if settings.embedded else "redis",
+        )
+        stop.wait()
+        log.info("embedded.stopping")

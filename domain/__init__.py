@@ -1,0 +1,1 @@
+"""Models and pure rules of the job queue; no I/O beyond the database models."""

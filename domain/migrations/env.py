@@ -1,0 +1,25 @@
+"""Alembic environment: runs against the engine handed over by domain.migrations."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from domain.db import make_engine
+from domain.models import Base
+
+config = context.config
+engine = config.attributes.get("engine")
+if engine is None:  # plain `alembic` command line: take DATABASE_URL
+    from runtime.settings import Settings
+
+    engine = make_engine(Settings.from_env().database_url)
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,151 @@
+"""SQLAlchemy models: the database is the single source of truth for the queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Time,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from domain.status import EntryStatus, LogStatus
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, always returns aware UTC (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _status_enum(enum: type[Any], name: str) -> Enum:
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        length=40,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobQueueCategory(Base):
+    """Entries sharing a category never run at the same time."""
+
+    __tablename__ = "job_queue_categories"
+
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    description: Mapped[str] = mapped_column(String(250), default="")
+
+
+class JobQueueEntry(Base):
+    __tablename__ = "job_queue_entries"
+    __table_args__ = (
+        Index("ix_jqe_status_earliest", "status", "earliest_start"),
+        Index("ix_jqe_category_status", "category_code", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    description: Mapped[str] = mapped_column(String(250), default="")
+    job_name: Mapped[str] = mapped_column(String(100))
+    parameter_string: Mapped[str] = mapped_column(String(2048), default="")
+    status: Mapped[EntryStatus] = mapped_column(
+        _status_enum(EntryStatus, "entry_status"), default=EntryStatus.READY
+    )
+    recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    minutes_between_runs: Mapped[int] = mapped_column(Integer, default=0)
+    run_on_mondays: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_on_tuesdays: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_on_wednesdays: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_on_thursdays: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_on_fridays: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_on_saturdays: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_on_sundays: Mapped[bool] = mapped_column(Boolean, default=True)
+    starting_time: Mapped[time | None] = mapped_column(Time, nullable=True)
+    ending_time: Mapped[time | None] = mapped_column(Time, nullable=True)
+    earliest_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    expiration: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    maximum_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    rerun_delay_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    job_timeout_seconds: Mapped[int] = mapped_column(Integer, default=12 * 3600)
+    inactivity_timeout_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    category_code: Mapped[str | None] = mapped_column(
+        ForeignKey("job_queue_categories.code"), nullable=True
+    )
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    user_id: Mapped[str] = mapped_column(String(50), default="")
+    # Run bookkeeping: run_seq numbers each dispatch; a message names the run it is for.
+    run_seq: Mapped[int] = mapped_column(Integer, default=0)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    last_run_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    last_run_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class JobQueueLogEntry(Base):
+    """One row per run: what ran, when, how it ended, and the job's counters."""
+
+    __tablename__ = "job_queue_log_entries"
+    __table_args__ = (Index("ix_jqle_entry_started", "entry_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job_queue_entries.id", ondelete="SET NULL"), nullable=True
+    )
+    entry_code: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(String(250), default="")
+    job_name: Mapped[str] = mapped_column(String(100))
+    run_seq: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[str] = mapped_column(String(50), default="")
+    worker_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    status: Mapped[LogStatus] = mapped_column(_status_enum(LogStatus, "log_status"))
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_call_stack: Mapped[str | None] = mapped_column(Text, nullable=True)
+    counters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SchedulerLease(Base):
+    """Which scheduler process is the active one; the others stand by (Oban's peer table)."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

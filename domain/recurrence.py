@@ -1,0 +1,164 @@
+"""When a recurring entry may run: minutes between runs, weekdays, a daily window
+(which may cross midnight) and an expiration. Pure functions over aware datetimes.
+
+The window belongs to the day it opens on: with 22:00-06:00 and only Monday
+enabled, Tuesday 02:00 is inside Monday's window. The ending time is inclusive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALL_WEEKDAYS = frozenset(range(7))
+_MIDNIGHT = time(0, 0)
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    minutes_between_runs: int = 0
+    weekdays: frozenset[int] = ALL_WEEKDAYS  # 0 = Monday
+    starting_time: time | None = None
+    ending_time: time | None = None
+    expiration: datetime | None = None
+    tz: tzinfo = UTC
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return (
+            self.starting_time is not None
+            and self.ending_time is not None
+            and self.ending_time < self.starting_time
+        )
+
+    def window_day(self, moment: datetime) -> date | None:
+        """The day whose window holds `moment`, or None when it is outside every window."""
+        local = moment.astimezone(self.tz)
+        t = local.time().replace(tzinfo=None)
+        start = self.starting_time or _MIDNIGHT
+        end = self.ending_time
+        if self.crosses_midnight:
+            assert end is not None
+            if t >= start:
+                return local.date()
+            if t <= end:
+                return local.date() - timedelta(days=1)
+            return None
+        if t < start or (end is not None and t > end):
+            return None
+        return local.date()
+
+    def allows(self, moment: datetime) -> bool:
+        """True when `moment` is inside a window on an enabled weekday and not expired."""
+        if self.expiration is not None and moment > self.expiration:
+            return False
+        day = self.window_day(moment)
+        return day is not None and day.weekday() in self.weekdays
+
+    def fit(self, candidate: datetime) -> datetime | None:
+        """The earliest allowed moment at or after `candidate`; None if there is none."""
+        if self.allows(candidate):
+            return candidate
+        if not self.weekdays:
+            return None
+        if self.expiration is not None and candidate > self.expiration:
+            return None
+        first = candidate.astimezone(self.tz).date() - timedelta(days=1)
+        start = self.starting_time or _MIDNIGHT
+        for offset in range(9):
+            day = first + timedelta(days=offset)
+            if day.weekday() not in self.weekdays:
+                continue
+            opening = _localize(day, start, self.tz)
+            if opening >= candidate and self.allows(opening):
+                return opening
+        return None
+
+    def next_after_run(self, scheduled: datetime, now: datetime) -> datetime | None:
+        """The next run of a recurring entry whose run was due at `scheduled`, seen at `now`.
+
+        With minutes between runs the cadence stays aligned to `scheduled`, skipping
+        the slots missed while it ran late; without, it runs once a day at its
+        starting time (or at the time of day it last ran).
+        """
+        if self.minutes_between_runs > 0:
+            step = timedelta(minutes=self.minutes_between_runs)
+            candidate = scheduled + step
+            if candidate <= now:
+                missed = math.ceil((now - scheduled) / step)
+                candidate = scheduled + missed * step
+                if candidate <= now:
+                    candidate += step
+        else:
+            base = max(scheduled, now)
+            local = base.astimezone(self.tz)
+            at = self.starting_time or scheduled.astimezone(self.tz).time().replace(tzinfo=None)
+            candidate = _localize(local.date(), at, self.tz)
+            if candidate <= base:
+                candidate = _localize(local.date() + timedelta(days=1), at, self.tz)
+        return self.fit(candidate)
+
+
+def _localize(day: date, at: time, tz: tzinfo) -> datetime:
+    """A local wall-clock time as aware UTC; a time in a DST gap moves forward by the gap."""
+    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
+
+
+def parse_weekdays(text: str) -> frozenset[int]:
+    """'mon-fri', 'sat,sun', 'all', 'none' -> weekday numbers (0 = Monday)."""
+    text = text.strip().lower()
+    if text in ("all", "*"):
+        return ALL_WEEKDAYS
+    if text == "none":
+        return frozenset()
+    days: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        first, _, last = part.partition("-")
+        try:
+            lo = WEEKDAY_NAMES.index(first[:3]) if first else -1
+            hi = WEEKDAY_NAMES.index(last[:3]) if last else lo
+        except ValueError:
+            raise ValueError(
+                f"unknown weekday in {part!r}; use mon, tue, wed, thu, fri, sat, sun"
+            ) from None
+        if lo < 0 or len(first) < 3 or (last and len(last) < 3):
+            raise ValueError(f"unknown weekday in {part!r}; use mon, tue, wed, thu, fri, sat, sun")
+        span = range(lo, hi + 1) if lo <= hi else [*range(lo, 7), *range(0, hi + 1)]
+        days.update(span)
+    return frozenset(days)
+
+
+def format_weekdays(days: frozenset[int]) -> str:
+    if days == ALL_WEEKDAYS:
+        return "all"
+    return ",".join(WEEKDAY_NAMES[d] for d in sorted(days)) or "none"
+
+
+def parse_window(text: str) -> tuple[time | None, time | None]:
+    """'08:00-18:00'; a window that crosses midnight must say so: '22:00-06:00+1'."""
+    text = text.strip()
+    if text.lower() in ("", "none", "all-day"):
+        return None, None
+    overnight = text.endswith("+1")
+    body = text[:-2] if overnight else text
+    first, sep, last = body.partition("-")
+    if not sep:
+        raise ValueError(f"window {text!r} must look like 08:00-18:00")
+    try:
+        start = time.fromisoformat(first.strip())
+        end = time.fromisoformat(last.strip())
+    except ValueError:
+        raise ValueError(f"window {text!r} must look like 08:00-18:00") from None
+    if end == start:
+        raise ValueError(f"window {text!r} starts and ends at the same time")
+    if end < start and not overnight:
+        raise ValueError(
+            f"window {text!r} ends before it starts; "
+            f"write {first.strip()}-{last.strip()}+1 for a window that crosses midnight"
+        )
+    if end > start and overnight:
+        raise ValueError(f"window {text!r} does not cross midnight; drop the +1")
+    return start, end

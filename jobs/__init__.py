@@ -1,0 +1,1 @@
+"""The work that runs, registered by name, and the clients for outside services."""

@@ -1,0 +1,71 @@
+"""Small jobs for tests, demos and health checks of the queue itself."""
+
+from __future__ import annotations
+
+import time
+
+from jobs.registry import (
+    JobContext,
+    JobOutcome,
+    JobParameterError,
+    parse_parameters,
+    registry,
+)
+
+
+def _allowed(*names: str) -> object:
+    def validate(text: str) -> None:
+        params = parse_parameters(text)
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            allowed = ", ".join(names) or "none"
+            raise JobParameterError(f"unknown parameter {unknown[0]!r} (allowed: {allowed})")
+        for key in ("seconds", "fail_times"):
+            if key in params:
+                try:
+                    if float(params[key]) < 0:
+                        raise ValueError
+                except ValueError:
+                    raise JobParameterError(f"{key} must be a number >= 0") from None
+
+    return validate
+
+
+def _watch(text: str) -> frozenset[str]:
+    value = parse_parameters(text).get("watch", "")
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
+@registry.register("noop", validate=_allowed())  # type: ignore[arg-type]
+def noop(_parameters: str, _ctx: JobContext) -> JobOutcome:
+    """Does nothing and reports activity: the queue's own throughput probe."""
+    return JobOutcome(activity=True)
+
+
+@registry.register("sleep", validate=_allowed("seconds"))  # type: ignore[arg-type]
+def sleep(parameters: str, ctx: JobContext) -> JobOutcome:
+    """Sleeps `seconds` (stops early when the run is cancelled)."""
+    seconds = float(parse_parameters(parameters).get("seconds", "1"))
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if ctx.cancelled.wait(min(left, 0.2)):
+            break
+    return JobOutcome(counters={"slept_ms": int(seconds * 1000)})
+
+
+@registry.register("fail", validate=_allowed("message", "fail_times"))  # type: ignore[arg-type]
+def fail(parameters: str, ctx: JobContext) -> JobOutcome:
+    """Fails its first `fail_times` attempts (all of them when not given), then succeeds."""
+    params = parse_parameters(parameters)
+    fail_times = int(params.get("fail_times", "1000000"))
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(params.get("message", "job failed on purpose"))
+    return JobOutcome(counters={"attempt": ctx.attempt})
+
+
+@registry.register("idle", watches=_watch, validate=_allowed("watch", "work"))  # type: ignore[arg-type]
+def idle(parameters: str, ctx: JobContext) -> JobOutcome:
+    """Finds nothing to do (unless `work=yes`), so its entry sleeps with its inactivity timeout;
+    a change to a data kind named in `watch` wakes it."""
+    work = parse_parameters(parameters).get("work", "no") == "yes"
+    return JobOutcome(activity=work, counters={"found": int(work)})

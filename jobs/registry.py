@@ -1,0 +1,120 @@
+"""Jobs register by name; an entry names its job and hands it a parameter string."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from runtime.settings import Settings
+
+
+class UnknownJobError(LookupError):
+    pass
+
+
+class JobParameterError(ValueError):
+    """The parameter string does not suit the job; raised at edit time, not at run time."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a run reports: did it find work (no activity lets the entry sleep), and counters."""
+
+    activity: bool = True
+    counters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    entry_id: int
+    entry_code: str
+    run_id: str
+    attempt: int
+    user_id: str
+    session_factory: sessionmaker[Session]
+    log: Any
+    settings: Settings
+    cancelled: threading.Event  # set when the run timed out or the worker hands it back
+
+
+JobFunc = Callable[[str, JobContext], JobOutcome | None]
+
+
+def _no_watches(_parameters: str) -> frozenset[str]:
+    return frozenset()
+
+
+def _accept_any(_parameters: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    name: str
+    func: JobFunc
+    description: str = ""
+    # Kinds of data whose change wakes a sleeping entry of this job, given its parameters.
+    watches: Callable[[str], frozenset[str]] = _no_watches
+    validate: Callable[[str], None] = _accept_any
+
+
+class JobRegistry:
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobDefinition] = {}
+
+    def register(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        watches: Callable[[str], frozenset[str]] | frozenset[str] = frozenset(),
+        validate: Callable[[str], None] = _accept_any,
+    ) -> Callable[[JobFunc], JobFunc]:
+        if isinstance(watches, frozenset):
+            fixed = watches
+
+            def watches_fn(_parameters: str) -> frozenset[str]:
+                return fixed
+        else:
+            watches_fn = watches
+
+        def decorator(func: JobFunc) -> JobFunc:
+            if name in self._jobs and self._jobs[name].func is not func:
+                raise ValueError(f"job {name!r} is registered twice")
+            self._jobs[name] = JobDefinition(
+                name, func, description or (func.__doc__ or "").strip(), watches_fn, validate
+            )
+            return func
+
+        return decorator
+
+    def get(self, name: str) -> JobDefinition:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._jobs)) or "none"
+            raise UnknownJobError(f"unknown job {name!r} (registered: {known})") from None
+
+    def find(self, name: str) -> JobDefinition | None:
+        return self._jobs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+
+registry = JobRegistry()
+
+
+def parse_parameters(text: str) -> dict[str, str]:
+    """'seconds=2;watch=item' -> {'seconds': '2', 'watch': 'item'} (Business Central style)."""
+    params: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise JobParameterError(f"parameter {part!r} must look like name=value")
+        params[key.strip()] = value.strip()
+    return params

@@ -1,0 +1,224 @@
+"""One scheduler tick: wake sleepers, recover lost runs, dispatch due entries.
+
+Dispatch claims entries in the database first (status In Process, run_seq + 1)
+and sends the Dramatiq messages after the commit. A message that cannot be sent
+puts its entry back to Ready at once; a message lost in the broker (Redis
+restarted) is sent again after the dispatch timeout. Duplicates are harmless:
+a run starts only once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from dramatiq import Broker
+from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.models import JobQueueCategory, JobQueueEntry
+from domain.runs import RunResult, finish_run, log_id_of_run
+from domain.status import EntryStatus
+from domain.transitions import plan_of, wake
+from runtime.logs import get_logger
+from runtime.settings import Settings
+from workers.broker import run_message
+
+E = JobQueueEntry.__table__
+C = JobQueueCategory.__table__
+log = get_logger("scheduler.dispatcher")
+
+
+@dataclass
+class TickReport:
+    dispatched: int = 0
+    resent: int = 0
+    recovered: int = 0
+    woken: int = 0
+    expired: int = 0
+    send_failures: int = 0
+    dispatched_ids: list[int] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(
+        self, session_factory: sessionmaker[Session], broker: Broker, settings: Settings
+    ) -> None:
+        self.session_factory = session_factory
+        self.broker = broker
+        self.settings = settings
+
+    def tick(self, now: datetime) -> TickReport:
+        report = TickReport()
+        report.woken = self.wake_sleepers(now)
+        report.recovered = self.recover_lost_runs(now)
+        report.resent = self.resend_undelivered(now)
+        while True:
+            claimed = self.dispatch_due(now, report)
+            if claimed < self.settings.dispatch_batch:
+                break
+        return report
+
+    def wake_sleepers(self, now: datetime) -> int:
+        """Entries whose inactivity timeout has passed become Ready again."""
+        with self.session_factory.begin() as session:
+            sleepers = session.execute(
+                select(E).where(
+                    E.c.status == EntryStatus.ON_HOLD_INACTIVITY, E.c.earliest_start <= now
+                )
+            ).all()
+            for entry in sleepers:
+                decision = wake(plan_of(entry, self.settings.tz), now)
+                session.execute(
+                    update(E)
+                    .where(E.c.id == entry.id, E.c.status == EntryStatus.ON_HOLD_INACTIVITY)
+                    .values(status=decision.status, earliest_start=decision.earliest_start)
+                )
+        if sleepers:
+            log.info("entries.woken", codes=[s.code for s in sleepers], reason="inactivity timeout")
+        return len(sleepers)
+
+    def recover_lost_runs(self, now: datetime) -> int:
+        """A started run whose lease ran out lost its worker: log it failed, apply retry rules."""
+        with self.session_factory() as session:
+            lost = session.execute(
+                select(E.c.id, E.c.run_seq, E.c.code, E.c.worker_id).where(
+                    E.c.status == EntryStatus.IN_PROCESS,
+                    E.c.started_at.is_not(None),
+                    E.c.lease_expires_at < now,
+                )
+            ).all()
+        for entry in lost:
+            with self.session_factory.begin() as session:
+                log_id = log_id_of_run(session, entry.id, entry.run_seq)
+                result = RunResult.failure(
+                    f"worker {entry.worker_id} stopped answering; the run was recovered as lost"
+                )
+                finished = finish_run(
+                    session, entry.id, entry.run_seq, log_id or 0, result, now, self.settings.tz
+                )
+            log.warning(
+                "run.recovered",
+                entry_id=entry.id,
+                entry_code=entry.code,
+                run_id=f"{entry.id}:{entry.run_seq}",
+                worker=entry.worker_id,
+                next_status=finished.decision.status if finished.decision else None,
+            )
+        return len(lost)
+
+    def resend_undelivered(self, now: datetime) -> int:
+        """Dispatched but never started within the dispatch timeout: send the message again."""
+        cutoff = now - timedelta(seconds=self.settings.dispatch_timeout_seconds)
+        with self.session_factory.begin() as session:
+            rows = session.execute(
+                update(E)
+                .where(
+                    E.c.status == EntryStatus.IN_PROCESS,
+                    E.c.started_at.is_(None),
+                    E.c.dispatched_at < cutoff,
+                )
+                .values(dispatched_at=now)
+                .returning(E.c.id, E.c.run_seq, E.c.code)
+            ).all()
+        if rows:
+            log.warning("runs.resent", count=len(rows), codes=[r.code for r in rows[:20]])
+            self._send(rows, now)
+        return len(rows)
+
+    def dispatch_due(self, now: datetime, report: TickReport) -> int:
+        batch = self.settings.dispatch_batch
+        with self.session_factory.begin() as session:
+            report.expired += session.execute(
+                update(E)
+                .where(E.c.status == EntryStatus.READY, E.c.expiration < now)
+                .values(status=EntryStatus.FINISHED)
+            ).rowcount  # type: ignore[attr-defined]
+            due = E.c.status == EntryStatus.READY, E.c.earliest_start <= now
+            order = (E.c.priority.desc(), E.c.earliest_start, E.c.id)
+            free = session.execute(
+                select(E.c.id, E.c.priority, E.c.earliest_start)
+                .where(*due, E.c.category_code.is_(None))
+                .order_by(*order)
+                .limit(batch)
+            ).all()
+            candidates = list(free) + self._category_heads(session, due, order)
+            candidates.sort(key=lambda r: (-r.priority, r.earliest_start, r.id))
+            ids = [r.id for r in candidates[:batch]]
+            if not ids:
+                return 0
+            claimed = session.execute(
+                update(E)
+                .where(E.c.id.in_(ids), E.c.status == EntryStatus.READY)
+                .values(
+                    status=EntryStatus.IN_PROCESS,
+                    run_seq=E.c.run_seq + 1,
+                    dispatched_at=now,
+                    started_at=None,
+                    lease_expires_at=None,
+                    worker_id=None,
+                )
+                .returning(E.c.id, E.c.run_seq, E.c.code, E.c.priority, E.c.earliest_start)
+            ).all()
+        claimed = sorted(claimed, key=lambda r: (-r.priority, r.earliest_start, r.id))
+        report.dispatched += len(claimed)
+        report.dispatched_ids.extend(r.id for r in claimed)
+        report.send_failures += self._send(claimed, now)
+        return len(claimed)
+
+    def _category_heads(
+        self, session: Session, due: tuple[Any, ...], order: tuple[Any, ...]
+    ) -> list[Row[Any]]:
+        """The first due entry of each category with nothing In Process.
+
+        The categories are locked (FOR UPDATE) before they are checked for busy
+        entries, so two schedulers that both believe they lead still cannot start
+        two entries of one category.
+        """
+        rank = func.row_number().over(partition_by=E.c.category_code, order_by=order).label("rank")
+        ranked = (
+            select(E.c.id, E.c.priority, E.c.earliest_start, E.c.category_code, rank)
+            .where(*due, E.c.category_code.is_not(None))
+            .subquery()
+        )
+        heads = session.execute(select(ranked).where(ranked.c.rank == 1)).all()
+        if not heads:
+            return []
+        codes = sorted({h.category_code for h in heads})
+        session.execute(
+            select(C.c.code).where(C.c.code.in_(codes)).order_by(C.c.code).with_for_update()
+        ).all()
+        busy = set(
+            session.execute(
+                select(E.c.category_code)
+                .where(and_(E.c.category_code.in_(codes), E.c.status == EntryStatus.IN_PROCESS))
+                .distinct()
+            ).scalars()
+        )
+        return [h for h in heads if h.category_code not in busy]
+
+    def _send(self, runs: list[Row[Any]], now: datetime) -> int:
+        """Send one message per run; a run whose message fails goes back to Ready."""
+        failed: list[Row[Any]] = []
+        for position, run in enumerate(runs):
+            try:
+                self.broker.enqueue(run_message(self.settings, run.id, run.run_seq))
+            except Exception as exc:  # broker down: the rest would fail the same way
+                failed = list(runs[position:])
+                log.error("dispatch.send_failed", unsent=len(failed), error=str(exc))
+                break
+        if failed:
+            with self.session_factory.begin() as session:
+                for run in failed:
+                    session.execute(
+                        update(E)
+                        .where(
+                            E.c.id == run.id,
+                            E.c.run_seq == run.run_seq,
+                            E.c.status == EntryStatus.IN_PROCESS,
+                            E.c.started_at.is_(None),
+                        )
+                        .values(status=EntryStatus.READY, dispatched_at=None)
+                    )
+        return len(failed)

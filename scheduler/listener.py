@@ -1,0 +1,59 @@
+"""Hears NOTIFY jobqueue_wake on PostgreSQL, so admin commands and workers on other
+machines can make the scheduler dispatch at once instead of at its next tick."""
+
+from __future__ import annotations
+
+import select
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from domain.wakeups import CHANNEL
+from runtime.logs import get_logger
+
+log = get_logger("scheduler.listener")
+
+
+class WakeListener:
+    def __init__(self, engine: Engine, on_wake: Callable[[], None]) -> None:
+        self.engine = engine
+        self.on_wake = on_wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wake-listener", daemon=True)
+
+    def start(self) -> None:
+        if self.engine.dialect.name == "postgresql":
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=3)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except Exception as exc:
+                log.warning("listener.reconnecting", error=str(exc))
+                self._stop.wait(1.0)
+
+    def _listen(self) -> None:
+        raw: Any = self.engine.raw_connection()
+        try:
+            dbapi = raw.driver_connection
+            dbapi.autocommit = True
+            with dbapi.cursor() as cur:
+                cur.execute(f"LISTEN {CHANNEL}")
+            while not self._stop.is_set():
+                readable, _, _ = select.select([dbapi], [], [], 1.0)
+                if not readable:
+                    continue
+                dbapi.poll()
+                if dbapi.notifies:
+                    dbapi.notifies.clear()
+                    self.on_wake()
+        finally:
+            raw.invalidate()

@@ -1,0 +1,116 @@
+"""The scheduler process: an APScheduler interval job ticks the dispatcher about once a
+second, and a wake-up (NOTIFY or in-process) runs a tick at once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from dramatiq import Broker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.clock import utcnow
+from domain.db import make_session_factory
+from domain.wakeups import add_local_listener, remove_local_listener
+from runtime.logs import get_logger
+from runtime.settings import Settings
+from scheduler.dispatcher import Dispatcher, TickReport
+from scheduler.leader import LeaderLease
+from scheduler.listener import WakeListener
+from workers.executor import make_worker_id
+
+log = get_logger("scheduler.service")
+TICK_JOB = "dispatch-tick"
+
+
+class SchedulerService:
+    def __init__(self, settings: Settings, engine: Engine, broker: Broker) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.session_factory: sessionmaker[Session] = make_session_factory(engine)
+        self.dispatcher = Dispatcher(self.session_factory, broker, settings)
+        self.holder = make_worker_id()
+        self.lease = LeaderLease(self.session_factory, self.holder, settings.leader_ttl_seconds)
+        self.listener = WakeListener(engine, self.wake)
+        self.last_tick_at: datetime | None = None
+        self._aps = BackgroundScheduler(timezone="UTC")
+        self._tick_lock = threading.Lock()
+        self._again = threading.Event()
+
+    @property
+    def is_active(self) -> bool:
+        return self.lease.is_leader
+
+    def start(self) -> None:
+        self._aps.add_job(
+            self._tick_job,
+            "interval",
+            seconds=self.settings.tick_seconds,
+            id=TICK_JOB,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=utcnow(),
+        )
+        self._aps.start()
+        self.listener.start()
+        add_local_listener(self.wake)
+        log.info("scheduler.started", holder=self.holder, tick_seconds=self.settings.tick_seconds)
+
+    def stop(self) -> None:
+        remove_local_listener(self.wake)
+        self.listener.stop()
+        self._aps.shutdown(wait=True)
+        if self.lease.is_leader:
+            self.lease.release(utcnow())
+        log.info("scheduler.stopped", holder=self.holder)
+
+    def wake(self) -> None:
+        """Tick now; if a tick is running, it runs once more when done."""
+        self._again.set()
+        if self._tick_lock.locked():
+            return  # the running tick sees _again and goes once more
+        if self._aps.running:
+            try:
+                self._aps.modify_job(TICK_JOB, next_run_time=utcnow())
+            except Exception:  # the job is gone while shutting down
+                return
+
+    def tick(self) -> TickReport | None:
+        """One pass; returns None when this process is the standby."""
+        with self._tick_lock:
+            now = utcnow()
+            was_leader = self.lease.is_leader
+            if not self.lease.acquire_or_renew(now):
+                if was_leader:
+                    log.warning("scheduler.leadership_lost", holder=self.holder)
+                self.last_tick_at = now
+                return None
+            if not was_leader:
+                log.info("scheduler.became_active", holder=self.holder)
+            report = self.dispatcher.tick(now)
+            self.last_tick_at = now
+            if report.dispatched or report.recovered or report.resent or report.woken:
+                log.info(
+                    "scheduler.tick",
+                    dispatched=report.dispatched,
+                    resent=report.resent,
+                    recovered=report.recovered,
+                    woken=report.woken,
+                    expired=report.expired,
+                    send_failures=report.send_failures,
+                )
+            return report
+
+    def _tick_job(self) -> None:
+        for _ in range(10):  # bounded: a storm of wake-ups cannot pin the tick
+            self._again.clear()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler.tick_failed")
+                return
+            if not self._again.is_set():
+                return

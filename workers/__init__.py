@@ -1,0 +1,1 @@
+"""Dramatiq broker, the run actor and its middleware."""

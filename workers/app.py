@@ -1,0 +1,52 @@
+"""Wires a broker, the run actor and the executor together for one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dramatiq
+from dramatiq import Actor, Broker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+import jobs.builtin  # noqa: F401  (registers the built-in jobs)
+from domain.db import make_engine, make_session_factory
+from jobs.registry import JobRegistry, registry
+from runtime.settings import Settings
+from workers.broker import ACTOR_NAME, build_broker, ensure_queue
+from workers.executor import RunExecutor
+from workers.middleware import LeaseMiddleware
+
+
+@dataclass
+class WorkerApp:
+    settings: Settings
+    broker: Broker
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    executor: RunExecutor
+    actor: Actor[[int, int], None]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: Broker | None = None,
+    engine: Engine | None = None,
+    jobs: JobRegistry = registry,
+    shutdown_grace_seconds: float = 20.0,
+) -> WorkerApp:
+    broker = broker or build_broker(settings)
+    engine = engine or make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+    executor = RunExecutor(session_factory, jobs, settings, shutdown_grace_seconds)
+    broker.add_middleware(LeaseMiddleware(executor))
+
+    def run_entry(entry_id: int, run_seq: int) -> None:
+        executor.execute(entry_id, run_seq)
+
+    actor: Actor[[int, int], None] = dramatiq.actor(
+        run_entry, broker=broker, actor_name=ACTOR_NAME, queue_name=settings.queue_name
+    )
+    ensure_queue(broker, settings)
+    return WorkerApp(settings, broker, engine, session_factory, executor, actor)
