@@ -115,20 +115,32 @@ def parse_weekdays(text: str) -> frozenset[int]:
         return frozenset()
     days: set[int] = set()
     for part in text.split(","):
-        part = part.strip()
-        first, _, last = part.partition("-")
-        try:
-            lo = WEEKDAY_NAMES.index(first[:3]) if first else -1
-            hi = WEEKDAY_NAMES.index(last[:3]) if last else lo
-        except ValueError:
-            raise ValueError(
-                f"unknown weekday in {part!r}; use mon, tue, wed, thu, fri, sat, sun"
-            ) from None
-        if lo < 0 or len(first) < 3 or (last and len(last) < 3):
-            raise ValueError(f"unknown weekday in {part!r}; use mon, tue, wed, thu, fri, sat, sun")
-        span = range(lo, hi + 1) if lo <= hi else [*range(lo, 7), *range(0, hi + 1)]
-        days.update(span)
+        first, sep, last = (p.strip() for p in part.strip().partition("-"))
+        lo, hi = _weekday(first, part), _weekday(last, part) if sep else None
+        if hi is None:
+            days.add(lo)
+        else:
+            days.update(range(lo, hi + 1) if lo <= hi else [*range(lo, 7), *range(0, hi + 1)])
     return frozenset(days)
+
+
+def _weekday(name: str, part: str) -> int:
+    """'mon', 'monday', 'Mon' -> 0; anything else is refused with the accepted names."""
+    key = name[:3]
+    if len(name) < 3 or key not in WEEKDAY_NAMES or not _DAY_WORDS[key].startswith(name):
+        raise ValueError(
+            f"unknown weekday in {part.strip()!r}; use mon, tue, wed, thu, fri, sat, sun"
+        )
+    return WEEKDAY_NAMES.index(key)
+
+
+_DAY_WORDS = dict(
+    zip(
+        WEEKDAY_NAMES,
+        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+        strict=True,
+    )
+)
 
 
 def format_weekdays(days: frozenset[int]) -> str:

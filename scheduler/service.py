@@ -60,6 +60,9 @@ class SchedulerService:
         log.info("scheduler.started", holder=self.holder, tick_seconds=self.settings.tick_seconds)
 
     def stop(self) -> None:
+        """Idempotent: stop ticking, then hand the lease over so a standby takes over at once."""
+        if not self._aps.running:
+            return
         remove_local_listener(self.wake)
         self.listener.stop()
         self._aps.shutdown(wait=True)

@@ -1,0 +1,110 @@
+"""Fixtures: every storage/delivery test runs twice, on the embedded default (SQLite file,
+in-process broker) and on the real servers (PostgreSQL and Redis on this machine)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg2
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+import jobs.builtin  # noqa: F401
+from domain.db import make_engine, make_session_factory
+from domain.migrations import upgrade
+from runtime.logs import configure_logging
+from runtime.settings import Settings
+
+PG_ADMIN_DSN = os.environ.get(
+    "TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
+PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+FAST = {
+    "tick_seconds": 0.2,
+    "lease_seconds": 1.0,
+    "dispatch_timeout_seconds": 2.0,
+    "leader_ttl_seconds": 2.0,
+}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging() -> None:
+    configure_logging("WARNING", process="tests")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    name = f"jobqueue_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(PG_ADMIN_DSN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = PG_URL.format(db=name)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+TABLES = "job_queue_log_entries, job_queue_entries, job_queue_categories, scheduler_leases"
+
+
+@pytest.fixture(params=["embedded", "servers"])
+def settings(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Settings]:
+    """Settings for one test: a fresh SQLite file, or the shared PostgreSQL test database
+    emptied and a Redis queue of its own."""
+    if request.param == "embedded":
+        url = f"sqlite:///{tmp_path / 'jobqueue.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield Settings(database_url=url, **FAST)  # type: ignore[arg-type]
+        return
+    url = request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    queue = f"jqtest_{uuid.uuid4().hex[:10]}"
+    yield Settings(database_url=url, redis_url=REDIS_URL, queue_name=queue, **FAST)  # type: ignore[arg-type]
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"dramatiq:{queue}*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    eng = make_engine(settings.database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Any:
+    return make_session_factory(engine)
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **changes)

@@ -1,0 +1,38 @@
+"""Small helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from admin import entries as ops
+from domain.clock import utcnow
+from domain.models import JobQueueEntry, JobQueueLogEntry
+from jobs.registry import registry
+from runtime.settings import Settings
+
+
+def add(
+    sessions: sessionmaker[Session], settings: Settings, code: str, job: str, **changes: Any
+) -> int:
+    with sessions.begin() as session:
+        return ops.add_entry(session, code, job, changes, registry, utcnow(), settings.tz).id
+
+
+def entry(sessions: sessionmaker[Session], code: str) -> JobQueueEntry:
+    with sessions() as session:
+        return ops.get_entry(session, code)
+
+
+def logs(sessions: sessionmaker[Session], code: str | None = None) -> list[JobQueueLogEntry]:
+    with sessions() as session:
+        stmt = select(JobQueueLogEntry).order_by(JobQueueLogEntry.id)
+        if code is not None:
+            stmt = stmt.where(JobQueueLogEntry.entry_code == code)
+        return list(session.execute(stmt).scalars())
+
+
+def finished_logs(sessions: sessionmaker[Session], code: str) -> list[JobQueueLogEntry]:
+    return [log for log in logs(sessions, code) if log.ended_at is not None]
