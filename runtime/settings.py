@@ -47,6 +47,7 @@ class Settings:
     dispatch_timeout_seconds: float = 60.0
     leader_ttl_seconds: float = 10.0
     dispatch_batch: int = 1000
+    shutdown_grace_seconds: float = 20.0
     worker_processes: int = 2
     worker_threads: int = 8
     log_level: str = "INFO"
@@ -81,6 +82,7 @@ class Settings:
             dispatch_timeout_seconds=_float(env, "JOBQUEUE_DISPATCH_TIMEOUT_SECONDS", 60.0),
             leader_ttl_seconds=_float(env, "JOBQUEUE_LEADER_TTL_SECONDS", 10.0),
             dispatch_batch=_int(env, "JOBQUEUE_DISPATCH_BATCH", 1000),
+            shutdown_grace_seconds=_float(env, "JOBQUEUE_SHUTDOWN_GRACE_SECONDS", 20.0),
             worker_processes=_int(env, "JOBQUEUE_WORKER_PROCESSES", 2),
             worker_threads=_int(env, "JOBQUEUE_WORKER_THREADS", 8),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),

@@ -34,12 +34,11 @@ def create_app(
     broker: Broker | None = None,
     engine: Engine | None = None,
     jobs: JobRegistry = registry,
-    shutdown_grace_seconds: float = 20.0,
 ) -> WorkerApp:
     broker = broker or build_broker(settings)
     engine = engine or make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
-    executor = RunExecutor(session_factory, jobs, settings, shutdown_grace_seconds)
+    executor = RunExecutor(session_factory, jobs, settings, settings.shutdown_grace_seconds)
     broker.add_middleware(LeaseMiddleware(executor))
 
     def run_entry(entry_id: int, run_seq: int) -> None:
