@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.builtin  # noqa: F401  (registers the built-in jobs)
@@ -20,7 +21,7 @@ from domain.recurrence import format_weekdays, parse_weekdays, parse_window
 from domain.status import EntryStatus
 from domain.transitions import recurrence_of
 from jobs.registry import registry
-from runtime.logs import configure_logging
+from runtime.logs import configure_logging, redact_text
 from runtime.settings import Settings, SettingsError
 from runtime.signals import stop_event_on_signals
 
@@ -135,6 +136,9 @@ class Commands:
             self._sessions = make_session_factory(make_engine(self.settings.database_url))
         return self._sessions
 
+    def _state(self, entry: Any) -> str:
+        return f"{entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
+
     def migrate(self, _args: argparse.Namespace) -> None:
         upgrade(make_engine(self.settings.database_url))
         print("database is up to date")
@@ -192,9 +196,7 @@ class Commands:
             entry = ops.add_entry(
                 session, args.code, args.job, changes, registry, utcnow(), self.settings.tz
             )
-            print(
-                f"added {entry.code}: {entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
-            )
+            print(f"added {entry.code}: {self._state(entry)}")
 
     def entries_set(self, args: argparse.Namespace) -> None:
         changes = _changes(args, self.settings)
@@ -204,9 +206,7 @@ class Commands:
             entry = ops.edit_entry(
                 session, args.code, changes, registry, utcnow(), self.settings.tz
             )
-            print(
-                f"{entry.code}: {entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
-            )
+            print(f"{entry.code}: {self._state(entry)}")
 
     def hold(self, args: argparse.Namespace) -> None:
         with self.sessions.begin() as session:
@@ -216,9 +216,7 @@ class Commands:
     def ready(self, args: argparse.Namespace) -> None:
         with self.sessions.begin() as session:
             entry = ops.set_ready(session, args.code, utcnow(), self.settings.tz)
-            print(
-                f"{entry.code}: {entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
-            )
+            print(f"{entry.code}: {self._state(entry)}")
 
     def run_now(self, args: argparse.Namespace) -> None:
         with self.sessions.begin() as session:
@@ -359,6 +357,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.handler(args)
     except (ops.EntryError, CommandError, ValueError) as exc:
         sys.stderr.write(f"jobqueue: error: {exc}\n")
+        raise SystemExit(EXIT_USAGE) from None
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        sys.stderr.write(
+            f"jobqueue: error: database: {redact_text(reason)} (has `jobqueue migrate` run?)\n"
+        )
         raise SystemExit(EXIT_USAGE) from None
 
 

@@ -80,6 +80,9 @@ def _apply(
     unknown = set(changes) - EDITABLE
     if unknown:
         raise EntryError(f"unknown field {sorted(unknown)[0]!r}")
+    category = changes.get("category_code")
+    if category is not None and session.get(JobQueueCategory, category) is None:
+        raise EntryError(f"no job queue category with code {category!r}")
     for key, value in changes.items():
         if key == "weekdays":
             for index, column in enumerate(WEEKDAY_COLUMNS):
@@ -90,11 +93,6 @@ def _apply(
         jobs.get(entry.job_name).validate(entry.parameter_string)
     except (UnknownJobError, JobParameterError) as exc:
         raise EntryError(str(exc).strip("'\"")) from None
-    if (
-        entry.category_code is not None
-        and session.get(JobQueueCategory, entry.category_code) is None
-    ):
-        raise EntryError(f"no job queue category with code {entry.category_code!r}")
     _check_numbers(entry)
     if entry.recurring and not any(getattr(entry, c) for c in WEEKDAY_COLUMNS):
         raise EntryError("a recurring entry needs at least one weekday to run on")

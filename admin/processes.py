@@ -42,7 +42,7 @@ def run_worker_pool(settings: Settings, processes: int, threads: int) -> int:
         "--skip-logging",
     ]
     sys.argv = ["jobqueue-worker", *argv]
-    return int(dramatiq_main() or 0)
+    return int(dramatiq_main() or 0)  # type: ignore[no-untyped-call]
 
 
 class EmbeddedSystem:

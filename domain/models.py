@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     Time,
     TypeDecorator,
@@ -149,3 +150,10 @@ class SchedulerLease(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     holder: Mapped[str] = mapped_column(String(120))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Typed handles on the tables for Core statements in the hot paths.
+ENTRIES: Table = cast(Table, JobQueueEntry.__table__)
+LOG_ENTRIES: Table = cast(Table, JobQueueLogEntry.__table__)
+CATEGORIES: Table = cast(Table, JobQueueCategory.__table__)
+LEASES: Table = cast(Table, SchedulerLease.__table__)

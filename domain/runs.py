@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.orm import Session
 
-from domain.models import JobQueueEntry, JobQueueLogEntry
+from domain.models import ENTRIES, LOG_ENTRIES
 from domain.status import EntryStatus, LogStatus
 from domain.transitions import Decision, after_failure, after_success, plan_of
 from domain.wakeups import request_dispatch
 
-E = JobQueueEntry.__table__
-L = JobQueueLogEntry.__table__
+E = ENTRIES
+L = LOG_ENTRIES
 
 MAX_ERROR_MESSAGE = 2000
 MAX_CALL_STACK = 8000

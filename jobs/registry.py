@@ -74,11 +74,14 @@ class JobRegistry:
         watches: Callable[[str], frozenset[str]] | frozenset[str] = frozenset(),
         validate: Callable[[str], None] = _accept_any,
     ) -> Callable[[JobFunc], JobFunc]:
+        watches_fn: Callable[[str], frozenset[str]]
         if isinstance(watches, frozenset):
             fixed = watches
 
-            def watches_fn(_parameters: str) -> frozenset[str]:
+            def watches_fixed(_parameters: str) -> frozenset[str]:
                 return fixed
+
+            watches_fn = watches_fixed
         else:
             watches_fn = watches
 

@@ -8,13 +8,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
-from domain.models import JobQueueEntry
+from domain.models import ENTRIES
 from domain.status import EntryStatus
 from domain.transitions import plan_of, wake
 from domain.wakeups import request_dispatch
 from jobs.registry import JobRegistry, registry
 
-E = JobQueueEntry.__table__
+E = ENTRIES
 
 
 def data_changed(

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import structlog
 
 SECRET_KEYS = re.compile(r"(secret|password|passwd|token|authorization|api_key|apikey)", re.I)
-URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.I)
+URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
 REDACTED = "***"
 
 
@@ -44,10 +44,10 @@ def redact_secrets(
     }
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """Writes to whatever sys.stdout is at emit time (Dramatiq swaps it in children)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stdout
 

@@ -9,6 +9,7 @@ a run starts only once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from dramatiq import Broker
 from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain.models import JobQueueCategory, JobQueueEntry
+from domain.models import CATEGORIES, ENTRIES
 from domain.runs import RunResult, finish_run, log_id_of_run
 from domain.status import EntryStatus
 from domain.transitions import plan_of, wake
@@ -25,8 +26,8 @@ from runtime.logs import get_logger
 from runtime.settings import Settings
 from workers.broker import run_message
 
-E = JobQueueEntry.__table__
-C = JobQueueCategory.__table__
+E = ENTRIES
+C = CATEGORIES
 log = get_logger("scheduler.dispatcher")
 
 
@@ -198,7 +199,7 @@ class Dispatcher:
         )
         return [h for h in heads if h.category_code not in busy]
 
-    def _send(self, runs: list[Row[Any]], now: datetime) -> int:
+    def _send(self, runs: Sequence[Row[Any]], now: datetime) -> int:
         """Send one message per run; a run whose message fails goes back to Ready."""
         failed: list[Row[Any]] = []
         for position, run in enumerate(runs):

@@ -15,9 +15,9 @@ from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain.models import SchedulerLease
+from domain.models import LEASES
 
-S = SchedulerLease.__table__
+S = LEASES
 
 
 class LeaderLease:

@@ -17,9 +17,9 @@ from jobs.registry import registry
 from runtime.settings import Settings
 from scheduler.dispatcher import Dispatcher
 from scheduler.leader import LeaderLease
+from tests.helpers import add, entry, logs
 from workers.app import create_app
 from workers.broker import build_broker
-from tests.helpers import add, entry, logs
 
 
 def queued(broker: StubBroker, settings: Settings) -> list[tuple[int, int]]:

@@ -3,6 +3,7 @@ in-process broker, and PostgreSQL with Redis."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -184,7 +185,7 @@ def test_one_category_runs_one_entry_at_a_time_highest_priority_first(
         (r for r in logs(sessions) if r.entry_code.startswith("CAT")), key=lambda r: r.started_at
     )
     assert [r.entry_code for r in runs] == ["CAT-3", "CAT-1", "CAT-2", "CAT-0"]
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert earlier.ended_at is not None and earlier.ended_at <= later.started_at
     free = logs(sessions, "FREE")[0]
     assert free.started_at < runs[1].started_at  # the uncategorized entry did not wait its turn

@@ -45,7 +45,7 @@ def create_app(
         executor.execute(entry_id, run_seq)
 
     actor: Actor[[int, int], None] = dramatiq.actor(
-        run_entry, broker=broker, actor_name=ACTOR_NAME, queue_name=settings.queue_name
-    )
+        actor_name=ACTOR_NAME, broker=broker, queue_name=settings.queue_name
+    )(run_entry)
     ensure_queue(broker, settings)
     return WorkerApp(settings, broker, engine, session_factory, executor, actor)

@@ -18,7 +18,7 @@ ACTOR_NAME = "run_entry"
 
 def build_broker(settings: Settings) -> Broker:
     if settings.redis_url:
-        return RedisBroker(url=settings.redis_url, middleware=[])
+        return RedisBroker(url=settings.redis_url, middleware=[])  # type: ignore[no-untyped-call]
     return StubBroker(middleware=[])
 
 

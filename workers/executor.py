@@ -22,14 +22,14 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.clock import utcnow
-from domain.models import JobQueueEntry
+from domain.models import ENTRIES
 from domain.runs import ClaimedRun, RunResult, claim_run, finish_run, renew_leases
 from domain.status import EntryStatus
 from jobs.registry import JobContext, JobOutcome, JobRegistry, UnknownJobError
 from runtime.logs import get_logger
 from runtime.settings import Settings
 
-E = JobQueueEntry.__table__
+E = ENTRIES
 log = get_logger("workers.executor")
 
 
@@ -168,7 +168,7 @@ class RunExecutor:
     def _interrupt(job: _JobThread, cancelled: threading.Event, exc: type[Exception]) -> None:
         cancelled.set()
         if job.thread.ident is not None and job.thread.is_alive():
-            raise_thread_exception(job.thread.ident, exc)
+            raise_thread_exception(job.thread.ident, exc)  # type: ignore[no-untyped-call]
 
     def _hand_back(self, claimed: ClaimedRun, result: RunResult) -> None:
         """Log the interrupted run and make the entry Ready again, its attempt not spent."""
