@@ -83,6 +83,7 @@ def _apply(
     category = changes.get("category_code")
     if category is not None and session.get(JobQueueCategory, category) is None:
         raise EntryError(f"no job queue category with code {category!r}")
+    entry.revision = (entry.revision or 0) + 1
     for key, value in changes.items():
         if key == "weekdays":
             for index, column in enumerate(WEEKDAY_COLUMNS):
@@ -152,6 +153,7 @@ def add_entry(
         inactivity_timeout_minutes=0,
         priority=0,
         user_id="",
+        revision=0,
         run_seq=0,
         **{column: True for column in WEEKDAY_COLUMNS},
     )
@@ -183,6 +185,7 @@ def edit_entry(
 def set_on_hold(session: Session, code: str) -> JobQueueEntry:
     """On Hold at once; a running job finishes, but its entry stays on hold."""
     entry = get_entry(session, code, lock=True)
+    entry.revision += 1
     if entry.status == EntryStatus.IN_PROCESS and entry.started_at is None:
         entry.run_seq += 1  # the queued message becomes stale
     entry.status = EntryStatus.ON_HOLD
@@ -193,6 +196,7 @@ def set_on_hold(session: Session, code: str) -> JobQueueEntry:
 def set_ready(session: Session, code: str, now: datetime, tz: tzinfo) -> JobQueueEntry:
     """Restart: Ready with a fresh count of attempts, at the next allowed moment."""
     entry = get_entry(session, code, lock=True)
+    entry.revision += 1
     if entry.status == EntryStatus.IN_PROCESS:
         raise EntryError(f"entry {code!r} is running; wait for it or set it on hold first")
     decision = wake(plan_of(entry, tz), now)
@@ -208,6 +212,7 @@ def set_ready(session: Session, code: str, now: datetime, tz: tzinfo) -> JobQueu
 def run_now(session: Session, code: str, now: datetime) -> JobQueueEntry:
     """Make the entry due now, outside its window if need be; the scheduler starts it at once."""
     entry = get_entry(session, code, lock=True)
+    entry.revision += 1
     if entry.status == EntryStatus.IN_PROCESS:
         raise EntryError(f"entry {code!r} is running already")
     entry.status = EntryStatus.READY

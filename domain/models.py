@@ -107,6 +107,8 @@ class JobQueueEntry(Base):
     )
     priority: Mapped[int] = mapped_column(Integer, default=0)
     user_id: Mapped[str] = mapped_column(String(50), default="")
+    # Bumped by every admin change, so a finishing run knows whether its snapshot still holds.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
     # Run bookkeeping: run_seq numbers each dispatch; a message names the run it is for.
     run_seq: Mapped[int] = mapped_column(Integer, default=0)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -3,6 +3,10 @@
 A run is named by (entry id, run_seq). The scheduler bumps run_seq when it
 dispatches; a worker may only start the run whose number its message carries,
 and only once, so duplicate and stale messages run nothing.
+
+These are the hot path of the system, so they take a Connection (no ORM) and on
+PostgreSQL each phase is one statement: claim = update the entry and insert its
+log row; finish = complete the log row and move the entry on.
 """
 
 from __future__ import annotations
@@ -10,15 +14,15 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, true, update
 
 from domain.models import ENTRIES, LOG_ENTRIES
 from domain.status import EntryStatus, LogStatus
 from domain.transitions import Decision, after_failure, after_success, plan_of
-from domain.wakeups import request_dispatch
+from domain.wakeups import notify_in_transaction
 
 E = ENTRIES
 L = LOG_ENTRIES
@@ -29,7 +33,7 @@ MAX_CALL_STACK = 8000
 
 @dataclass(frozen=True)
 class ClaimedRun:
-    entry: Row[Any]
+    entry: Row[Any]  # the entry as it was when the run started
     log_id: int
 
     @property
@@ -57,56 +61,103 @@ class RunResult:
 
 @dataclass(frozen=True)
 class FinishedRun:
-    log_id: int
     decision: Decision | None  # None: the entry was changed meanwhile and kept as it is
     log_written: bool
+    wake_scheduler: bool  # another entry may be due at once (its category is free now)
+
+
+def _postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _p(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+# Statements are built once: building SQLAlchemy constructs costs more than running them.
+_CLAIM = (
+    update(E)
+    .where(
+        E.c.id == bindparam("b_entry"),
+        E.c.run_seq == bindparam("b_seq"),
+        E.c.status == EntryStatus.IN_PROCESS,
+        E.c.started_at.is_(None),
+    )
+    .values(
+        started_at=_p("b_now", E.c.started_at),
+        lease_expires_at=_p("b_lease", E.c.lease_expires_at),
+        worker_id=_p("b_worker", E.c.worker_id),
+        attempts=E.c.attempts + 1,
+    )
+    .returning(*E.c)
+)
+_LOG_COLUMNS = ["entry_id", "entry_code", "description", "job_name", "run_seq", "attempt"]
+_LOG_COLUMNS += ["user_id", "worker_id", "started_at", "status", "counters"]
+_INSERT_LOG = insert(L).values({c: _p(f"b_{c}", L.c[c]) for c in _LOG_COLUMNS}).returning(L.c.id)
+
+
+@cache
+def _claim_pg() -> Any:
+    """PostgreSQL: claim the entry and insert its log row in one statement."""
+    claimed = _CLAIM.cte("claimed")
+    source = select(
+        claimed.c.id,
+        claimed.c.code,
+        claimed.c.description,
+        claimed.c.job_name,
+        claimed.c.run_seq,
+        claimed.c.attempts,
+        claimed.c.user_id,
+        _p("b_worker", L.c.worker_id),
+        _p("b_now", L.c.started_at),
+        _p("b_log_status", L.c.status),
+        _p("b_no_counters", L.c.counters),
+    )
+    logged = insert(L).from_select(_LOG_COLUMNS, source).returning(L.c.id).cte("logged")
+    one_row = claimed.join(logged, true())  # one claimed row, one log row
+    return select(claimed, logged.c.id.label("log_id")).select_from(one_row)
 
 
 def claim_run(
-    session: Session, entry_id: int, run_seq: int, worker_id: str, lease: float, now: datetime
+    conn: Connection, entry_id: int, run_seq: int, worker_id: str, lease: float, now: datetime
 ) -> ClaimedRun | None:
     """Start the run if this message is for the current dispatch and nobody started it."""
-    entry = session.execute(
-        update(E)
-        .where(
-            E.c.id == entry_id,
-            E.c.run_seq == run_seq,
-            E.c.status == EntryStatus.IN_PROCESS,
-            E.c.started_at.is_(None),
-        )
-        .values(
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease),
-            worker_id=worker_id,
-            attempts=E.c.attempts + 1,
-        )
-        .returning(*E.c)
-    ).one_or_none()
-    if entry is None:
+    params = {
+        "b_entry": entry_id,
+        "b_seq": run_seq,
+        "b_now": now,
+        "b_lease": now + timedelta(seconds=lease),
+        "b_worker": worker_id,
+    }
+    if _postgres(conn):
+        params |= {"b_log_status": LogStatus.IN_PROCESS, "b_no_counters": {}}
+        row = conn.execute(_claim_pg(), params).one_or_none()
+        return None if row is None else ClaimedRun(entry=row, log_id=row.log_id)
+    row = conn.execute(_CLAIM, params).one_or_none()
+    if row is None:
         return None
-    log_id = session.execute(
-        insert(L)
-        .values(
-            entry_id=entry.id,
-            entry_code=entry.code,
-            description=entry.description,
-            job_name=entry.job_name,
-            run_seq=entry.run_seq,
-            attempt=entry.attempts,
-            user_id=entry.user_id,
-            worker_id=worker_id,
-            started_at=now,
-            status=LogStatus.IN_PROCESS,
-            counters={},
-        )
-        .returning(L.c.id)
+    log_id = conn.execute(
+        _INSERT_LOG,
+        {
+            "b_entry_id": row.id,
+            "b_entry_code": row.code,
+            "b_description": row.description,
+            "b_job_name": row.job_name,
+            "b_run_seq": row.run_seq,
+            "b_attempt": row.attempts,
+            "b_user_id": row.user_id,
+            "b_worker_id": worker_id,
+            "b_started_at": now,
+            "b_status": LogStatus.IN_PROCESS,
+            "b_counters": {},
+        },
     ).scalar_one()
-    return ClaimedRun(entry=entry, log_id=log_id)
+    return ClaimedRun(entry=row, log_id=log_id)
 
 
-def renew_leases(session: Session, worker_id: str, lease: float, now: datetime) -> int:
+def renew_leases(conn: Connection, worker_id: str, lease: float, now: datetime) -> int:
     """Heartbeat: extend the lease of every run this worker process has started."""
-    result = session.execute(
+    result = conn.execute(
         update(E)
         .where(
             E.c.worker_id == worker_id,
@@ -115,76 +166,138 @@ def renew_leases(session: Session, worker_id: str, lease: float, now: datetime) 
         )
         .values(lease_expires_at=now + timedelta(seconds=lease))
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)
+
+
+def _decide(entry: Any, result: RunResult, now: datetime, tz: tzinfo) -> Decision:
+    plan = plan_of(entry, tz)
+    if result.succeeded:
+        return after_success(plan, result.activity, now)
+    return after_failure(plan, now)
+
+
+def _entry_values(decision: Decision, result: RunResult, now: datetime) -> dict[str, Any]:
+    return {
+        "b_status": decision.status,
+        "b_earliest": decision.earliest_start,
+        "b_attempts": decision.attempts,
+        "b_last_status": (LogStatus.SUCCESS if result.succeeded else LogStatus.ERROR).value,
+        "b_now": now,
+    }
+
+
+def _log_values(result: RunResult) -> dict[str, Any]:
+    return {
+        "b_log": 0,
+        "b_log_status": LogStatus.SUCCESS if result.succeeded else LogStatus.ERROR,
+        "b_error": result.error_message,
+        "b_stack": result.error_call_stack,
+        "b_counters": result.counters,
+    }
+
+
+_CURRENT_RUN = (
+    E.c.id == bindparam("b_entry"),
+    E.c.run_seq == bindparam("b_seq"),
+    E.c.status == EntryStatus.IN_PROCESS,
+    E.c.started_at.is_not(None),
+)
+_MOVE_VALUES = {
+    "status": _p("b_status", E.c.status),
+    "earliest_start": _p("b_earliest", E.c.earliest_start),
+    "attempts": bindparam("b_attempts"),
+    "dispatched_at": None,
+    "started_at": None,
+    "lease_expires_at": None,
+    "worker_id": None,
+    "last_run_status": bindparam("b_last_status"),
+    "last_run_ended_at": _p("b_now", E.c.last_run_ended_at),
+}
+_MOVE = update(E).where(*_CURRENT_RUN, E.c.revision == bindparam("b_revision")).values(_MOVE_VALUES)
+_MOVE_LOCKED = update(E).where(*_CURRENT_RUN).values(_MOVE_VALUES)
+_LOCK_CURRENT = select(E).where(*_CURRENT_RUN).with_for_update()
+_COMPLETE = (
+    update(L)
+    .where(L.c.id == bindparam("b_log"), L.c.status == LogStatus.IN_PROCESS)
+    .values(
+        ended_at=_p("b_now", L.c.ended_at),
+        status=_p("b_log_status", L.c.status),
+        error_message=bindparam("b_error"),
+        error_call_stack=bindparam("b_stack"),
+        counters=_p("b_counters", L.c.counters),
+    )
+)
+
+
+@cache
+def _finish_pg() -> Any:
+    """PostgreSQL: move the entry (if unchanged) and complete its log row in one statement."""
+    moved = _MOVE.returning(E.c.id).cte("moved")
+    return _COMPLETE.add_cte(moved).returning(
+        select(func.count()).select_from(moved).scalar_subquery()
+    )
+
+
+def _wakes(entry: Any, decision: Decision, now: datetime) -> bool:
+    return decision.status == EntryStatus.READY and (
+        entry.category_code is not None or decision.earliest_start <= now
+    )
 
 
 def finish_run(
-    session: Session,
-    entry_id: int,
-    run_seq: int,
-    log_id: int,
-    result: RunResult,
-    now: datetime,
-    tz: tzinfo,
+    conn: Connection, claimed: ClaimedRun, result: RunResult, now: datetime, tz: tzinfo
 ) -> FinishedRun:
-    """Write the log entry and move the entry on by its retry / recurrence / inactivity rules.
+    """Complete the log row and move the entry on by its retry / recurrence / inactivity rules.
 
-    The entry row is locked and re-read, so schedule edits made while the job ran
-    apply to the next run; if an admin put it on hold or the run was recovered as
-    lost meanwhile, the entry is left as it is and only the log is completed.
+    Fast path: the decision is made from the entry as claimed, and applied only if
+    no admin changed the entry since (its revision) and the run is still its
+    current one. Otherwise the entry is locked and re-read, so schedule edits made
+    while the job ran apply to the next run; if an admin put it on hold or the run
+    was recovered as lost meanwhile, the entry is left as it is.
     """
-    entry = session.execute(select(E).where(E.c.id == entry_id).with_for_update()).one_or_none()
-    log_status = LogStatus.SUCCESS if result.succeeded else LogStatus.ERROR
-    written = session.execute(
-        update(L)
-        .where(L.c.id == log_id, L.c.status == LogStatus.IN_PROCESS)
-        .values(
-            ended_at=now,
-            status=log_status,
-            error_message=result.error_message,
-            error_call_stack=result.error_call_stack,
-            counters=result.counters,
-        )
-    ).rowcount  # type: ignore[attr-defined]
-    ours = (
-        entry is not None
-        and entry.run_seq == run_seq
-        and entry.status == EntryStatus.IN_PROCESS
-        and entry.started_at is not None
-    )
-    if not ours:
-        return FinishedRun(log_id, None, bool(written))
-    assert entry is not None
-    plan = plan_of(entry, tz)
-    decision = (
-        after_success(plan, result.activity, now) if result.succeeded else after_failure(plan, now)
-    )
-    session.execute(
-        update(E)
-        .where(E.c.id == entry_id, E.c.run_seq == run_seq)
-        .values(
-            status=decision.status,
-            earliest_start=decision.earliest_start,
-            attempts=decision.attempts,
-            dispatched_at=None,
-            started_at=None,
-            lease_expires_at=None,
-            worker_id=None,
-            last_run_status=log_status.value,
-            last_run_ended_at=now,
-        )
-    )
-    if decision.status == EntryStatus.READY and (
-        entry.category_code is not None or decision.earliest_start <= now
-    ):
-        request_dispatch(session)
-    return FinishedRun(log_id, decision, bool(written))
+    snapshot = claimed.entry
+    decision = _decide(snapshot, result, now, tz)
+    run = {"b_entry": snapshot.id, "b_seq": snapshot.run_seq, "b_now": now}
+    params = run | _entry_values(decision, result, now) | _log_values(result)
+    params |= {"b_revision": snapshot.revision, "b_log": claimed.log_id}
+    if _postgres(conn):
+        row = conn.execute(_finish_pg(), params).one_or_none()
+        log_written, entry_moved = row is not None, bool(row and row[0])
+    else:
+        entry_moved = bool(conn.execute(_MOVE, params).rowcount)
+        log_written = bool(conn.execute(_COMPLETE, params).rowcount)
+    if not entry_moved:
+        entry = conn.execute(_LOCK_CURRENT, run).one_or_none()
+        if entry is None:
+            return FinishedRun(None, log_written, False)
+        decision = _decide(entry, result, now, tz)
+        conn.execute(_MOVE_LOCKED, run | _entry_values(decision, result, now))
+        snapshot = entry
+    wake = _wakes(snapshot, decision, now)
+    if wake:
+        notify_in_transaction(conn)
+    return FinishedRun(decision, log_written, wake)
 
 
-def log_id_of_run(session: Session, entry_id: int, run_seq: int) -> int | None:
-    return session.execute(
+def lost_run(conn: Connection, entry_id: int, run_seq: int, now: datetime) -> ClaimedRun | None:
+    """Lock a started run whose lease has run out; None if it finished or was renewed."""
+    entry = conn.execute(
+        select(E)
+        .where(
+            E.c.id == entry_id,
+            E.c.run_seq == run_seq,
+            E.c.status == EntryStatus.IN_PROCESS,
+            E.c.started_at.is_not(None),
+            E.c.lease_expires_at < now,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if entry is None:
+        return None
+    log_id = conn.execute(
         select(L.c.id)
         .where(L.c.entry_id == entry_id, L.c.run_seq == run_seq)
         .order_by(L.c.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+    return ClaimedRun(entry=entry, log_id=log_id or 0)

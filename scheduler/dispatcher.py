@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dramatiq import Broker
-from sqlalchemy import Row, and_, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, Row, and_, func, select, update
 
 from domain.models import CATEGORIES, ENTRIES
-from domain.runs import RunResult, finish_run, log_id_of_run
+from domain.runs import RunResult, finish_run, lost_run
 from domain.status import EntryStatus
 from domain.transitions import plan_of, wake
 from runtime.logs import get_logger
@@ -43,10 +42,8 @@ class TickReport:
 
 
 class Dispatcher:
-    def __init__(
-        self, session_factory: sessionmaker[Session], broker: Broker, settings: Settings
-    ) -> None:
-        self.session_factory = session_factory
+    def __init__(self, engine: Engine, broker: Broker, settings: Settings) -> None:
+        self.engine = engine
         self.broker = broker
         self.settings = settings
 
@@ -63,15 +60,15 @@ class Dispatcher:
 
     def wake_sleepers(self, now: datetime) -> int:
         """Entries whose inactivity timeout has passed become Ready again."""
-        with self.session_factory.begin() as session:
-            sleepers = session.execute(
+        with self.engine.begin() as conn:
+            sleepers = conn.execute(
                 select(E).where(
                     E.c.status == EntryStatus.ON_HOLD_INACTIVITY, E.c.earliest_start <= now
                 )
             ).all()
             for entry in sleepers:
                 decision = wake(plan_of(entry, self.settings.tz), now)
-                session.execute(
+                conn.execute(
                     update(E)
                     .where(E.c.id == entry.id, E.c.status == EntryStatus.ON_HOLD_INACTIVITY)
                     .values(status=decision.status, earliest_start=decision.earliest_start)
@@ -82,38 +79,41 @@ class Dispatcher:
 
     def recover_lost_runs(self, now: datetime) -> int:
         """A started run whose lease ran out lost its worker: log it failed, apply retry rules."""
-        with self.session_factory() as session:
-            lost = session.execute(
-                select(E.c.id, E.c.run_seq, E.c.code, E.c.worker_id).where(
+        with self.engine.connect() as conn:
+            lost = conn.execute(
+                select(E.c.id, E.c.run_seq).where(
                     E.c.status == EntryStatus.IN_PROCESS,
                     E.c.started_at.is_not(None),
                     E.c.lease_expires_at < now,
                 )
             ).all()
-        for entry in lost:
-            with self.session_factory.begin() as session:
-                log_id = log_id_of_run(session, entry.id, entry.run_seq)
+        recovered = 0
+        for entry_id, run_seq in lost:
+            with self.engine.begin() as conn:
+                claimed = lost_run(conn, entry_id, run_seq, now)
+                if claimed is None:  # finished or renewed meanwhile
+                    continue
+                worker = claimed.entry.worker_id
                 result = RunResult.failure(
-                    f"worker {entry.worker_id} stopped answering; the run was recovered as lost"
+                    f"worker {worker} stopped answering; the run was recovered as lost"
                 )
-                finished = finish_run(
-                    session, entry.id, entry.run_seq, log_id or 0, result, now, self.settings.tz
-                )
+                finished = finish_run(conn, claimed, result, now, self.settings.tz)
+            recovered += 1
             log.warning(
                 "run.recovered",
-                entry_id=entry.id,
-                entry_code=entry.code,
-                run_id=f"{entry.id}:{entry.run_seq}",
-                worker=entry.worker_id,
+                entry_id=entry_id,
+                entry_code=claimed.entry.code,
+                run_id=claimed.run_id,
+                worker=worker,
                 next_status=finished.decision.status if finished.decision else None,
             )
-        return len(lost)
+        return recovered
 
     def resend_undelivered(self, now: datetime) -> int:
         """Dispatched but never started within the dispatch timeout: send the message again."""
         cutoff = now - timedelta(seconds=self.settings.dispatch_timeout_seconds)
-        with self.session_factory.begin() as session:
-            rows = session.execute(
+        with self.engine.begin() as conn:
+            rows = conn.execute(
                 update(E)
                 .where(
                     E.c.status == EntryStatus.IN_PROCESS,
@@ -130,26 +130,26 @@ class Dispatcher:
 
     def dispatch_due(self, now: datetime, report: TickReport) -> int:
         batch = self.settings.dispatch_batch
-        with self.session_factory.begin() as session:
-            report.expired += session.execute(
+        with self.engine.begin() as conn:
+            report.expired += conn.execute(
                 update(E)
                 .where(E.c.status == EntryStatus.READY, E.c.expiration < now)
                 .values(status=EntryStatus.FINISHED)
-            ).rowcount  # type: ignore[attr-defined]
+            ).rowcount
             due = E.c.status == EntryStatus.READY, E.c.earliest_start <= now
             order = (E.c.priority.desc(), E.c.earliest_start, E.c.id)
-            free = session.execute(
+            free = conn.execute(
                 select(E.c.id, E.c.priority, E.c.earliest_start)
                 .where(*due, E.c.category_code.is_(None))
                 .order_by(*order)
                 .limit(batch)
             ).all()
-            candidates = list(free) + self._category_heads(session, due, order)
+            candidates = list(free) + self._category_heads(conn, due, order)
             candidates.sort(key=lambda r: (-r.priority, r.earliest_start, r.id))
             ids = [r.id for r in candidates[:batch]]
             if not ids:
                 return 0
-            claimed = session.execute(
+            claimed = conn.execute(
                 update(E)
                 .where(E.c.id.in_(ids), E.c.status == EntryStatus.READY)
                 .values(
@@ -169,7 +169,7 @@ class Dispatcher:
         return len(claimed)
 
     def _category_heads(
-        self, session: Session, due: tuple[Any, ...], order: tuple[Any, ...]
+        self, conn: Connection, due: tuple[Any, ...], order: tuple[Any, ...]
     ) -> list[Row[Any]]:
         """The first due entry of each category with nothing In Process.
 
@@ -183,15 +183,15 @@ class Dispatcher:
             .where(*due, E.c.category_code.is_not(None))
             .subquery()
         )
-        heads = session.execute(select(ranked).where(ranked.c.rank == 1)).all()
+        heads = conn.execute(select(ranked).where(ranked.c.rank == 1)).all()
         if not heads:
             return []
         codes = sorted({h.category_code for h in heads})
-        session.execute(
+        conn.execute(
             select(C.c.code).where(C.c.code.in_(codes)).order_by(C.c.code).with_for_update()
         ).all()
         busy = set(
-            session.execute(
+            conn.execute(
                 select(E.c.category_code)
                 .where(and_(E.c.category_code.in_(codes), E.c.status == EntryStatus.IN_PROCESS))
                 .distinct()
@@ -210,9 +210,9 @@ class Dispatcher:
                 log.error("dispatch.send_failed", unsent=len(failed), error=str(exc))
                 break
         if failed:
-            with self.session_factory.begin() as session:
+            with self.engine.begin() as conn:
                 for run in failed:
-                    session.execute(
+                    conn.execute(
                         update(E)
                         .where(
                             E.c.id == run.id,

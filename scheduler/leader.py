@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from domain.models import LEASES
 
@@ -23,12 +22,12 @@ S = LEASES
 class LeaderLease:
     def __init__(
         self,
-        session_factory: sessionmaker[Session],
+        engine: Engine,
         holder: str,
         ttl_seconds: float,
         name: str = "scheduler",
     ) -> None:
-        self.session_factory = session_factory
+        self.engine = engine
         self.holder = holder
         self.ttl = timedelta(seconds=ttl_seconds)
         self.name = name
@@ -36,16 +35,16 @@ class LeaderLease:
 
     def acquire_or_renew(self, now: datetime) -> bool:
         expires = now + self.ttl
-        with self.session_factory.begin() as session:
-            taken = session.execute(
+        with self.engine.begin() as conn:
+            taken = conn.execute(
                 update(S)
                 .where(S.c.name == self.name, (S.c.holder == self.holder) | (S.c.expires_at < now))
                 .values(holder=self.holder, expires_at=expires)
-            ).rowcount  # type: ignore[attr-defined]
+            ).rowcount
         if not taken:
             try:
-                with self.session_factory.begin() as session:
-                    session.execute(
+                with self.engine.begin() as conn:
+                    conn.execute(
                         insert(S).values(name=self.name, holder=self.holder, expires_at=expires)
                     )
                 taken = 1
@@ -55,8 +54,8 @@ class LeaderLease:
         return self.is_leader
 
     def release(self, now: datetime) -> None:
-        with self.session_factory.begin() as session:
-            session.execute(
+        with self.engine.begin() as conn:
+            conn.execute(
                 update(S)
                 .where(S.c.name == self.name, S.c.holder == self.holder)
                 .values(expires_at=now - timedelta(seconds=1))

@@ -9,10 +9,8 @@ from datetime import datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from dramatiq import Broker
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from domain.clock import utcnow
-from domain.db import make_session_factory
 from domain.wakeups import add_local_listener, remove_local_listener
 from runtime.logs import get_logger
 from runtime.settings import Settings
@@ -29,10 +27,9 @@ class SchedulerService:
     def __init__(self, settings: Settings, engine: Engine, broker: Broker) -> None:
         self.settings = settings
         self.engine = engine
-        self.session_factory: sessionmaker[Session] = make_session_factory(engine)
-        self.dispatcher = Dispatcher(self.session_factory, broker, settings)
+        self.dispatcher = Dispatcher(engine, broker, settings)
         self.holder = make_worker_id()
-        self.lease = LeaderLease(self.session_factory, self.holder, settings.leader_ttl_seconds)
+        self.lease = LeaderLease(engine, self.holder, settings.leader_ttl_seconds)
         self.listener = WakeListener(engine, self.wake)
         self.last_tick_at: datetime | None = None
         self._aps = BackgroundScheduler(timezone="UTC")

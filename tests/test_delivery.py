@@ -32,7 +32,7 @@ def queued(broker: StubBroker, settings: Settings) -> list[tuple[int, int]]:
 def stub(settings: Settings, engine) -> tuple[StubBroker, Dispatcher, sessionmaker[Session]]:
     broker = StubBroker(middleware=[])
     app = create_app(settings, broker=broker, engine=engine)
-    return broker, Dispatcher(app.session_factory, broker, settings), app.session_factory
+    return broker, Dispatcher(engine, broker, settings), app.session_factory
 
 
 def test_dispatch_sends_higher_priority_first(settings: Settings, stub) -> None:
@@ -84,8 +84,8 @@ def test_a_run_whose_worker_died_is_recovered_and_retried(settings: Settings, st
     executor = create_app(settings, broker=StubBroker(middleware=[]), engine=engine).executor
     from domain.runs import claim_run
 
-    with sessions.begin() as session:  # a worker starts it ... and dies
-        assert claim_run(session, entry_id, run_seq, "dead-worker", 1.0, utcnow())
+    with engine.begin() as conn:  # a worker starts it ... and dies
+        assert claim_run(conn, entry_id, run_seq, "dead-worker", 1.0, utcnow())
     assert entry(sessions, "LOST").status == EntryStatus.IN_PROCESS
     later = utcnow() + timedelta(seconds=2)
     report = dispatcher.tick(later)
@@ -115,7 +115,7 @@ def test_a_broker_that_refuses_the_message_returns_the_entry_to_ready(
 ) -> None:
     broker = build_broker(Settings(redis_url="redis://127.0.0.1:1/0"))  # nothing listens there
     sessions = create_app(settings, broker=StubBroker(middleware=[]), engine=engine).session_factory
-    dispatcher = Dispatcher(sessions, broker, settings)
+    dispatcher = Dispatcher(engine, broker, settings)
     add(sessions, settings, "NOBROKER", "noop")
     report = dispatcher.tick(utcnow())
     assert report.dispatched == 1 and report.send_failures == 1
@@ -135,7 +135,7 @@ def test_two_dispatchers_racing_never_start_an_entry_twice(settings: Settings, e
     brokers = [StubBroker(middleware=[]), StubBroker(middleware=[])]
     for b in brokers:
         b.declare_queue(settings.queue_name)
-    dispatchers = [Dispatcher(sessions, b, settings) for b in brokers]
+    dispatchers = [Dispatcher(engine, b, settings) for b in brokers]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -160,10 +160,9 @@ def test_two_dispatchers_racing_never_start_an_entry_twice(settings: Settings, e
 
 
 def test_standby_scheduler_takes_over_when_the_lease_runs_out(settings: Settings, engine) -> None:
-    sessions = create_app(settings, broker=StubBroker(middleware=[]), engine=engine).session_factory
     now = utcnow()
-    active = LeaderLease(sessions, "A", ttl_seconds=2)
-    standby = LeaderLease(sessions, "B", ttl_seconds=2)
+    active = LeaderLease(engine, "A", ttl_seconds=2)
+    standby = LeaderLease(engine, "B", ttl_seconds=2)
     assert active.acquire_or_renew(now)
     assert not standby.acquire_or_renew(now + timedelta(seconds=1))
     assert active.acquire_or_renew(now + timedelta(seconds=1.5))  # renewed
@@ -185,20 +184,12 @@ def test_a_run_finished_after_its_lease_was_recovered_does_not_move_the_entry(
     [(entry_id, run_seq)] = queued(broker, settings)
     from domain.runs import RunResult, claim_run, finish_run
 
-    with sessions.begin() as session:
-        claimed = claim_run(session, entry_id, run_seq, "slow-worker", 1.0, utcnow())
+    with engine.begin() as conn:
+        claimed = claim_run(conn, entry_id, run_seq, "slow-worker", 1.0, utcnow())
         assert claimed is not None
     dispatcher.tick(utcnow() + timedelta(seconds=2))  # recovered as lost: Error
-    with sessions.begin() as session:
-        finished = finish_run(
-            session,
-            entry_id,
-            run_seq,
-            claimed.log_id,
-            RunResult(succeeded=True),
-            utcnow(),
-            settings.tz,
-        )
+    with engine.begin() as conn:
+        finished = finish_run(conn, claimed, RunResult(succeeded=True), utcnow(), settings.tz)
     assert finished.decision is None and not finished.log_written
     assert entry(sessions, "ZOMBIE").status == EntryStatus.ERROR
     [run] = logs(sessions, "ZOMBIE")

@@ -38,7 +38,7 @@ def create_app(
     broker = broker or build_broker(settings)
     engine = engine or make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
-    executor = RunExecutor(session_factory, jobs, settings, settings.shutdown_grace_seconds)
+    executor = RunExecutor(engine, session_factory, jobs, settings, settings.shutdown_grace_seconds)
     broker.add_middleware(LeaseMiddleware(executor))
 
     def run_entry(entry_id: int, run_seq: int) -> None:

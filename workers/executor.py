@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dramatiq.threading import raise_thread_exception
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.clock import utcnow
 from domain.models import ENTRIES
 from domain.runs import ClaimedRun, RunResult, claim_run, finish_run, renew_leases
 from domain.status import EntryStatus
+from domain.wakeups import call_local_listeners
 from jobs.registry import JobContext, JobOutcome, JobRegistry, UnknownJobError
 from runtime.logs import get_logger
 from runtime.settings import Settings
@@ -56,11 +57,13 @@ class _JobThread:
 class RunExecutor:
     def __init__(
         self,
+        engine: Engine,
         session_factory: sessionmaker[Session],
         registry: JobRegistry,
         settings: Settings,
         shutdown_grace_seconds: float = 20.0,
     ) -> None:
+        self.engine = engine
         self.session_factory = session_factory
         self.registry = registry
         self.settings = settings
@@ -76,9 +79,9 @@ class RunExecutor:
 
     def execute(self, entry_id: int, run_seq: int) -> RunResult | None:
         """Run the dispatched run once; a duplicate or stale message runs nothing."""
-        with self.session_factory.begin() as session:
+        with self.engine.begin() as conn:
             claimed = claim_run(
-                session, entry_id, run_seq, self.worker_id, self.settings.lease_seconds, utcnow()
+                conn, entry_id, run_seq, self.worker_id, self.settings.lease_seconds, utcnow()
             )
         if claimed is None:
             log.info("run.skipped", entry_id=entry_id, run_seq=run_seq, reason="stale or duplicate")
@@ -94,18 +97,18 @@ class RunExecutor:
         if handed_back:
             self._hand_back(claimed, result)
         else:
-            with self.session_factory.begin() as session:
-                finish_run(
-                    session, entry_id, run_seq, claimed.log_id, result, utcnow(), self.settings.tz
-                )
+            with self.engine.begin() as conn:
+                finished = finish_run(conn, claimed, result, utcnow(), self.settings.tz)
+            if finished.wake_scheduler:
+                call_local_listeners()
         self._summarize(claimed, result, started, handed_back)
         return result
 
     def renew_leases(self) -> int:
         if self._active == 0:
             return 0
-        with self.session_factory.begin() as session:
-            return renew_leases(session, self.worker_id, self.settings.lease_seconds, utcnow())
+        with self.engine.begin() as conn:
+            return renew_leases(conn, self.worker_id, self.settings.lease_seconds, utcnow())
 
     def _run_job(self, claimed: ClaimedRun) -> tuple[RunResult, bool]:
         entry = claimed.entry
@@ -174,12 +177,10 @@ class RunExecutor:
         """Log the interrupted run and make the entry Ready again, its attempt not spent."""
         entry = claimed.entry
         now = utcnow()
-        with self.session_factory.begin() as session:
-            finished = finish_run(
-                session, entry.id, entry.run_seq, claimed.log_id, result, now, self.settings.tz
-            )
+        with self.engine.begin() as conn:
+            finished = finish_run(conn, claimed, result, now, self.settings.tz)
             if finished.decision is not None:
-                session.execute(
+                conn.execute(
                     update(E)
                     .where(E.c.id == entry.id, E.c.run_seq == entry.run_seq)
                     .values(

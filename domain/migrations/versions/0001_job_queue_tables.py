@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.Column("category_code", sa.String(length=20), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.String(length=50), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("run_seq", sa.Integer(), nullable=False),
         sa.Column("dispatched_at", UTCDateTime(), nullable=True),
         sa.Column("started_at", UTCDateTime(), nullable=True),

@@ -1,0 +1,1 @@
+"""Benchmarks: one command each, figures printed side by side with a baseline."""
