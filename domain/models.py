@@ -126,9 +126,9 @@ class JobQueueLogEntry(Base):
     __table_args__ = (Index("ix_jqle_entry_started", "entry_id", "started_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    entry_id: Mapped[int | None] = mapped_column(
-        ForeignKey("job_queue_entries.id", ondelete="SET NULL"), nullable=True
-    )
+    # No foreign key on purpose: the log outlives deleted entries (as in Business Central),
+    # and the per-run constraint check is measurable on the hot path.
+    entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     entry_code: Mapped[str] = mapped_column(String(40))
     description: Mapped[str] = mapped_column(String(250), default="")
     job_name: Mapped[str] = mapped_column(String(100))

@@ -38,6 +38,7 @@ class TickReport:
     woken: int = 0
     expired: int = 0
     send_failures: int = 0
+    next_due: datetime | None = None
     dispatched_ids: list[int] = field(default_factory=list)
 
 
@@ -56,7 +57,18 @@ class Dispatcher:
             claimed = self.dispatch_due(now, report)
             if claimed < self.settings.dispatch_batch:
                 break
+        report.next_due = self.next_due(now)
         return report
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """The next moment an entry becomes due, so the next tick can be exactly then."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(E.c.earliest_start)).where(
+                    E.c.status.in_((EntryStatus.READY, EntryStatus.ON_HOLD_INACTIVITY)),
+                    E.c.earliest_start > now,
+                )
+            ).scalar_one_or_none()
 
     def wake_sleepers(self, now: datetime) -> int:
         """Entries whose inactivity timeout has passed become Ready again."""

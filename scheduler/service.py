@@ -92,6 +92,7 @@ class SchedulerService:
                 log.info("scheduler.became_active", holder=self.holder)
             report = self.dispatcher.tick(now)
             self.last_tick_at = now
+            self._tick_again_at(report.next_due)
             if report.dispatched or report.recovered or report.resent or report.woken:
                 log.info(
                     "scheduler.tick",
@@ -103,6 +104,14 @@ class SchedulerService:
                     send_failures=report.send_failures,
                 )
             return report
+
+    def _tick_again_at(self, moment: datetime | None) -> None:
+        """Entries due before the next regular tick are dispatched on time, not a tick late."""
+        if moment is None or not self._aps.running:
+            return
+        job = self._aps.get_job(TICK_JOB)
+        if job is not None and job.next_run_time is not None and moment < job.next_run_time:
+            self._aps.modify_job(TICK_JOB, next_run_time=max(moment, utcnow()))
 
     def _tick_job(self) -> None:
         for _ in range(10):  # bounded: a storm of wake-ups cannot pin the tick

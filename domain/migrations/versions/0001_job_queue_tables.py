@@ -118,7 +118,6 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("error_call_stack", sa.Text(), nullable=True),
         sa.Column("counters", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["entry_id"], ["job_queue_entries.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("job_queue_log_entries", schema=None) as batch_op:
