@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -81,7 +82,13 @@ def settings(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Settings
         engine.dispose()
         yield Settings(database_url=url, **FAST)  # type: ignore[arg-type]
         return
-    url = request.getfixturevalue("pg_database")
+    with fresh_servers(request.getfixturevalue("pg_database")) as fresh:
+        yield fresh
+
+
+@contextmanager
+def fresh_servers(url: str) -> Iterator[Settings]:
+    """The PostgreSQL test database emptied, and a Redis queue of the caller's own."""
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,14 @@ from typing import Any
 import pytest
 import redis
 from dramatiq import Worker
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from domain.db import make_engine, make_session_factory
 from domain.models import JobQueueEntry, JobQueueLogEntry
 from domain.status import EntryStatus, LogStatus
 from runtime.settings import Settings
 from scheduler.service import SchedulerService
-from tests.conftest import FAST, REDIS_URL, TABLES, wait_until
+from tests.conftest import fresh_servers, wait_until
 from tests.helpers import add, entry, finished_logs, logs
 from workers.app import create_app
 
@@ -33,16 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def servers(pg_database: str) -> Iterator[Settings]:
-    engine = make_engine(pg_database)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    queue = f"jqproc_{uuid.uuid4().hex[:10]}"
-    yield Settings(database_url=pg_database, redis_url=REDIS_URL, queue_name=queue, **FAST)  # type: ignore[arg-type]
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"dramatiq:{queue}*"))
-    if keys:
-        client.delete(*keys)
+    with fresh_servers(pg_database) as fresh:
+        yield fresh
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
