@@ -33,7 +33,8 @@ from domain.transitions import WEEKDAY_COLUMNS
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-PROCESSES, THREADS = 2, 8
+PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 
 
 def _rss_peak_mb(pid: int) -> float:

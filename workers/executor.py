@@ -14,10 +14,8 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from dramatiq.threading import raise_thread_exception
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,29 +27,14 @@ from domain.wakeups import call_local_listeners
 from jobs.registry import JobContext, JobOutcome, JobRegistry, UnknownJobError
 from runtime.logs import get_logger
 from runtime.settings import Settings
+from workers.job_threads import HandedBackError, JobHandle, JobThreads, JobTimeoutError
 
 E = ENTRIES
 log = get_logger("workers.executor")
 
 
-class JobTimeoutError(Exception):
-    """Raised inside a job thread that overran its entry's job timeout."""
-
-
-class HandedBackError(Exception):
-    """Raised inside a job thread that the shutting-down worker handed back."""
-
-
 def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class _JobThread:
-    thread: threading.Thread
-    done: threading.Event
-    outcome: JobOutcome | None = None
-    error: BaseException | None = None
 
 
 class RunExecutor:
@@ -72,6 +55,7 @@ class RunExecutor:
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self._active = 0
         self._active_lock = threading.Lock()
+        self.job_threads = JobThreads()
 
     @property
     def active_runs(self) -> int:
@@ -128,22 +112,11 @@ class RunExecutor:
             settings=self.settings,
             cancelled=cancelled,
         )
-        job = _JobThread(thread=threading.Thread(daemon=True), done=threading.Event())
-
-        def target() -> None:
-            try:
-                job.outcome = definition.func(entry.parameter_string, ctx)
-            except BaseException as exc:  # the job's failure is the run's result
-                job.error = exc
-            finally:
-                job.done.set()
-
-        job.thread = threading.Thread(target=target, name=f"job-{entry.code}", daemon=True)
-        job.thread.start()
+        job = self.job_threads.start(lambda: definition.func(entry.parameter_string, ctx))
         return self._await(job, entry, cancelled)
 
     def _await(
-        self, job: _JobThread, entry: Any, cancelled: threading.Event
+        self, job: JobHandle, entry: Any, cancelled: threading.Event
     ) -> tuple[RunResult, bool]:
         deadline = time.monotonic() + entry.job_timeout_seconds
         grace_end: float | None = None
@@ -168,10 +141,9 @@ class RunExecutor:
         ), False
 
     @staticmethod
-    def _interrupt(job: _JobThread, cancelled: threading.Event, exc: type[Exception]) -> None:
+    def _interrupt(job: JobHandle, cancelled: threading.Event, exc: type[Exception]) -> None:
         cancelled.set()
-        if job.thread.ident is not None and job.thread.is_alive():
-            raise_thread_exception(job.thread.ident, exc)  # type: ignore[no-untyped-call]
+        job.abandon(exc)
 
     def _hand_back(self, claimed: ClaimedRun, result: RunResult) -> None:
         """Log the interrupted run and make the entry Ready again, its attempt not spent."""

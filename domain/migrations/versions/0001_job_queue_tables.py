@@ -90,9 +90,16 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("code"),
+        postgresql_with={"fillfactor": 70},
     )
     with op.batch_alter_table("job_queue_entries", schema=None) as batch_op:
-        batch_op.create_index("ix_jqe_category_status", ["category_code", "status"], unique=False)
+        batch_op.create_index(
+            "ix_jqe_category_status",
+            ["category_code", "status"],
+            unique=False,
+            postgresql_where=sa.text("category_code IS NOT NULL"),
+            sqlite_where=sa.text("category_code IS NOT NULL"),
+        )
         batch_op.create_index("ix_jqe_status_earliest", ["status", "earliest_start"], unique=False)
 
     op.create_table(
