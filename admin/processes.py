@@ -13,18 +13,20 @@ from runtime.logs import get_logger
 from runtime.settings import Settings
 from scheduler.service import SchedulerService
 from workers.app import WorkerApp, create_app
+from workers.broker import build_broker
 
 log = get_logger("admin.processes")
 
 
 def run_scheduler(settings: Settings, stop: threading.Event) -> None:
     """Scheduler only: needs REDIS_URL (the workers run elsewhere)."""
-    app = create_app(settings)  # the broker and engine, shared with nothing else
-    service = SchedulerService(settings, app.engine, app.broker)
+    engine = make_engine(settings.database_url)
+    service = SchedulerService(settings, engine, build_broker(settings))
     service.start()
     stop.wait()
     log.info("scheduler.stopping")
     service.stop()
+    engine.dispose()
 
 
 def run_worker_pool(settings: Settings, processes: int, threads: int) -> int:

@@ -3,6 +3,7 @@ stopped with SIGTERM, Redis restarted while entries are due, two scheduler proce
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -288,3 +289,62 @@ def _active_holder(sessions: Any) -> str:
 
     with sessions() as session:
         return str(session.execute(select(SchedulerLease.holder)).scalar_one())
+
+
+def test_jobqueue_run_on_the_embedded_default_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobqueue.db'}"
+    settings = Settings(database_url=url, tick_seconds=0.2)
+    env = env_for(settings, REDIS_URL="")
+    assert (
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "admin.cli",
+                "entries",
+                "add",
+                "ONE",
+                "--job",
+                "sleep",
+                "--parameter",
+                "seconds=1",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 2
+    )  # the schema is not there yet: a clear error, exit 2
+    subprocess.run([sys.executable, "-m", "admin.cli", "migrate"], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "admin.cli",
+            "entries",
+            "add",
+            "ONE",
+            "--job",
+            "sleep",
+            "--parameter",
+            "seconds=1",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    proc = spawn(settings, "run", log_path=tmp_path / "run.log", REDIS_URL="")
+    sessions = sessions_for(settings)
+    try:
+        wait_until(lambda: entry(sessions, "ONE").started_at is not None, timeout=20)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop_group(proc)
+    assert entry(sessions, "ONE").status == EntryStatus.FINISHED  # the running job finished
+    lines = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
+    events = [line["event"] for line in lines]
+    assert "run.finished" in events and "embedded.stopping" in events
+    assert all(line["process"] == "jobqueue" for line in lines if "process" in line)
