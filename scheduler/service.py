@@ -21,6 +21,7 @@ from workers.executor import make_worker_id
 
 log = get_logger("scheduler.service")
 TICK_JOB = "dispatch-tick"
+SOON = 0.25  # seconds
 
 
 class SchedulerService:
@@ -92,7 +93,6 @@ class SchedulerService:
                 log.info("scheduler.became_active", holder=self.holder)
             report = self.dispatcher.tick(now)
             self.last_tick_at = now
-            self._tick_again_at(report.next_due)
             if report.dispatched or report.recovered or report.resent or report.woken:
                 log.info(
                     "scheduler.tick",
@@ -105,21 +105,26 @@ class SchedulerService:
                 )
             return report
 
-    def _tick_again_at(self, moment: datetime | None) -> None:
-        """Entries due before the next regular tick are dispatched on time, not a tick late."""
-        if moment is None or not self._aps.running:
-            return
-        job = self._aps.get_job(TICK_JOB)
-        if job is not None and job.next_run_time is not None and moment < job.next_run_time:
-            self._aps.modify_job(TICK_JOB, next_run_time=max(moment, utcnow()))
-
     def _tick_job(self) -> None:
+        """Entries due before the next regular tick are dispatched on time, not a tick late:
+        due within SOON the tick runs again itself; later, APScheduler is asked to run it then."""
         for _ in range(10):  # bounded: a storm of wake-ups cannot pin the tick
             self._again.clear()
             try:
-                self.tick()
+                report = self.tick()
             except Exception:
                 log.exception("scheduler.tick_failed")
                 return
+            next_due = report.next_due if report else None
+            if next_due is not None and (wait := (next_due - utcnow()).total_seconds()) < SOON:
+                self._again.wait(max(0.0, wait))
+                continue
+            if next_due is not None:
+                self._run_tick_at(next_due)
             if not self._again.is_set():
                 return
+
+    def _run_tick_at(self, moment: datetime) -> None:
+        job = self._aps.get_job(TICK_JOB) if self._aps.running else None
+        if job is not None and job.next_run_time is not None and moment < job.next_run_time:
+            self._aps.modify_job(TICK_JOB, next_run_time=moment)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,15 @@ def add(
 ) -> int:
     with sessions.begin() as session:
         return ops.add_entry(session, code, job, changes, registry, utcnow(), settings.tz).id
+
+
+def add_due(
+    sessions: sessionmaker[Session], settings: Settings, code: str, job: str, **changes: Any
+) -> datetime:
+    """Add an entry and return when it is due, read before the scheduler can run it."""
+    with sessions.begin() as session:
+        added = ops.add_entry(session, code, job, changes, registry, utcnow(), settings.tz)
+        return added.earliest_start
 
 
 def entry(sessions: sessionmaker[Session], code: str) -> JobQueueEntry:

@@ -20,7 +20,7 @@ from jobs.registry import registry
 from jobs.wakeup import data_changed
 from runtime.settings import Settings
 from tests.conftest import wait_until
-from tests.helpers import add, entry, finished_logs, logs
+from tests.helpers import add, add_due, entry, finished_logs, logs
 
 
 @pytest.fixture
@@ -33,8 +33,7 @@ def test_recurring_entry_runs_and_is_rescheduled(
     system: EmbeddedSystem, settings: Settings
 ) -> None:
     sessions = system.app.session_factory
-    add(sessions, settings, "REC", "noop", recurring=True, minutes_between_runs=10)
-    first_due = entry(sessions, "REC").earliest_start
+    first_due = add_due(sessions, settings, "REC", "noop", recurring=True, minutes_between_runs=10)
     wait_until(lambda: finished_logs(sessions, "REC"))
     wait_until(lambda: entry(sessions, "REC").status == EntryStatus.READY)
     after = entry(sessions, "REC")
@@ -195,7 +194,7 @@ def test_admin_edits_take_effect_without_restart(
     system: EmbeddedSystem, settings: Settings
 ) -> None:
     sessions = system.app.session_factory
-    add(
+    due = add_due(
         sessions,
         settings,
         "EDIT",
@@ -204,7 +203,6 @@ def test_admin_edits_take_effect_without_restart(
         recurring=True,
         minutes_between_runs=60,
     )
-    due = entry(sessions, "EDIT").earliest_start
     wait_until(lambda: entry(sessions, "EDIT").started_at is not None)
     with sessions.begin() as session:  # edited while it runs: applies to the next run
         ops.edit_entry(
