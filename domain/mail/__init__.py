@@ -1,0 +1,1 @@
+"""Outbound email: accounts, scenarios, outbox, sent emails, view policies (SPEC §3)."""

@@ -1,0 +1,108 @@
+"""Pure rules of outbound email: which account sends, from which address, who may see
+a message, what may be attached, and what counts as an address."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+
+from domain.mail.kinds import ViewPolicy
+
+MAX_ATTACHMENTS_BYTES = 100 * 1024 * 1024  # 100 MB per email, as Business Central allows
+
+
+class MailRuleError(ValueError):
+    """Input an email cannot be built from; the message says what to fix."""
+
+
+class NoDefaultAccountError(MailRuleError):
+    pass
+
+
+def account_for_scenario(
+    scenario: str, assignments: Mapping[str, int], default_account: int | None
+) -> int:
+    """The account assigned to the scenario, else the default account (which must exist)."""
+    if scenario in assignments:
+        return assignments[scenario]
+    if default_account is None:
+        raise NoDefaultAccountError(
+            f"no email account for scenario {scenario!r}: set a default email account"
+        )
+    return default_account
+
+
+def sender_address(
+    account_user: str, send_as: str | None = None, approval_user_email: str | None = None
+) -> str:
+    """Business Central's precedence: the approval user's email (workflow messages),
+    then the Send As address of the substitute account, then the account's user."""
+    for candidate in (approval_user_email, send_as, account_user):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    raise MailRuleError("the email account has no user address to send from")
+
+
+def parse_address(text: str) -> str:
+    """One address, 'name@example.com' or 'Name <name@example.com>', as 'name@example.com'."""
+    raw = text.strip()
+    try:
+        if "<" in raw:  # 'Display Name <addr>': the address is what counts
+            raw = raw.partition("<")[2].rstrip(">").strip()
+        address = Address(addr_spec=raw)
+    except (HeaderParseError, ValueError, IndexError):
+        raise MailRuleError(f"not an email address: {text.strip()!r}") from None
+    domain = address.domain
+    if not address.username or "." not in domain or domain.startswith(".") or " " in raw:
+        raise MailRuleError(f"not an email address: {text.strip()!r}")
+    return address.addr_spec
+
+
+def parse_addresses(values: str | Iterable[str]) -> list[str]:
+    """'a@x.com; b@y.com' or a list; every one must be an address."""
+    if isinstance(values, str):
+        values = values.replace(",", ";").split(";")
+    return [parse_address(v) for v in values if v.strip()]
+
+
+def check_attachment_sizes(sizes: Sequence[tuple[str, int]]) -> int:
+    """The total size; refuses an email whose attachments exceed 100 MB together."""
+    total = sum(size for _, size in sizes)
+    if total > MAX_ATTACHMENTS_BYTES:
+        largest = max(sizes, key=lambda item: item[1])
+        raise MailRuleError(
+            f"attachments total {total / 1024 / 1024:.1f} MB, over the 100 MB limit of one "
+            f"email (largest: {largest[0]!r}, {largest[1] / 1024 / 1024:.1f} MB)"
+        )
+    return total
+
+
+def effective_view_policy(user: str, policies: Mapping[str, ViewPolicy]) -> ViewPolicy:
+    """The user's own policy, else the one for all users (blank user), else the documented
+    default: view if access to all related records."""
+    return policies.get(user) or policies.get("") or ViewPolicy.ALL_RELATED
+
+
+@dataclass(frozen=True)
+class RelatedRecord:
+    table: str
+    record_id: str
+
+
+def can_view(
+    policy: ViewPolicy,
+    viewer: str,
+    sender: str,
+    related: Sequence[RelatedRecord],
+    has_access: Callable[[RelatedRecord], bool],
+) -> bool:
+    """Whether `viewer` may see a message `sender` sent, under `policy`."""
+    if viewer == sender or policy == ViewPolicy.ALL:
+        return True
+    if policy == ViewPolicy.OWN or not related:
+        return False
+    if policy == ViewPolicy.ALL_RELATED:
+        return all(has_access(record) for record in related)
+    return any(has_access(record) for record in related)
