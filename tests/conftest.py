@@ -16,9 +16,11 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
+import domain.mail.models  # noqa: F401  (every table is emptied between tests)
 import jobs.builtin  # noqa: F401
 from domain.db import make_engine, make_session_factory
 from domain.migrations import upgrade
+from domain.models import Base
 from runtime.logs import configure_logging
 from runtime.settings import Settings
 
@@ -68,7 +70,7 @@ def pg_database() -> Iterator[str]:
     admin.close()
 
 
-TABLES = "job_queue_log_entries, job_queue_entries, job_queue_categories, scheduler_leases"
+TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
 
 @pytest.fixture(params=["embedded", "servers"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import domain.mail.models  # noqa: F401  (registers the email tables)
 from domain.db import make_engine
 from domain.models import Base
 

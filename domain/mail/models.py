@@ -1,0 +1,212 @@
+"""Tables of outbound email. Secrets (SMTP passwords) are stored encrypted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domain.mail.kinds import (
+    Connector,
+    OutboxStatus,
+    SecureConnection,
+    SenderType,
+    SmtpAuthentication,
+    ViewPolicy,
+)
+from domain.models import Base, UTCDateTime
+
+
+def _choice(enum: type[Any], name: str) -> Enum:
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        length=60,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class EmailAccount(Base):
+    __tablename__ = "email_accounts"
+    __table_args__ = (
+        # At most one default, enforced by the database; "at least one" is the rules' job.
+        Index(
+            "ux_email_accounts_default",
+            "is_default",
+            unique=True,
+            postgresql_where=text("is_default"),
+            sqlite_where=text("is_default"),
+        ),
+        CheckConstraint("rate_limit_per_minute >= 0", name="ck_email_accounts_rate_limit"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(250), unique=True)
+    address: Mapped[str] = mapped_column(String(250))
+    connector: Mapped[Connector] = mapped_column(_choice(Connector, "email_connector"))
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no limit
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    mailbox: Mapped[str | None] = mapped_column(String(250), nullable=True)  # Microsoft 365
+
+
+class SmtpSettings(Base):
+    __tablename__ = "email_smtp_settings"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("email_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    server: Mapped[str] = mapped_column(String(250))
+    port: Mapped[int] = mapped_column(Integer, default=587)
+    secure_connection: Mapped[SecureConnection] = mapped_column(
+        _choice(SecureConnection, "smtp_secure_connection"), default=SecureConnection.STARTTLS
+    )
+    authentication: Mapped[SmtpAuthentication] = mapped_column(
+        _choice(SmtpAuthentication, "smtp_authentication"), default=SmtpAuthentication.BASIC
+    )
+    user_name: Mapped[str] = mapped_column(String(250), default="")
+    password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sender_type: Mapped[SenderType] = mapped_column(
+        _choice(SenderType, "smtp_sender_type"), default=SenderType.SPECIFIC_USER
+    )
+
+
+class SubstituteSender(Base):
+    """Send As / Send on Behalf: one substitute account for all processes (one row)."""
+
+    __tablename__ = "email_substitute_sender"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_email_substitute_single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    account_id: Mapped[int] = mapped_column(ForeignKey("email_accounts.id", ondelete="CASCADE"))
+    send_as: Mapped[str] = mapped_column(String(250))
+
+
+class EmailScenario(Base):
+    """A scenario is assigned to one account at a time; unassigned ones use the default."""
+
+    __tablename__ = "email_scenarios"
+
+    scenario: Mapped[str] = mapped_column(String(100), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("email_accounts.id", ondelete="CASCADE"))
+
+
+class DefaultAttachment(Base):
+    __tablename__ = "email_default_attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scenario: Mapped[str] = mapped_column(String(100), index=True)
+    filename: Mapped[str] = mapped_column(String(250))
+    content_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "email_outbox"
+    __table_args__ = (Index("ix_email_outbox_status_send_after", "status", "send_after"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4
+    message_id: Mapped[str] = mapped_column(String(250), unique=True)  # RFC 5322 Message-ID
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("email_accounts.id", ondelete="SET NULL"), nullable=True
+    )
+    scenario: Mapped[str] = mapped_column(String(100), default="Default")
+    created_by: Mapped[str] = mapped_column(String(50), default="")
+    status: Mapped[OutboxStatus] = mapped_column(
+        _choice(OutboxStatus, "outbox_status"), default=OutboxStatus.DRAFT
+    )
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[bool] = mapped_column(Boolean, default=False)
+    to_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    bcc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    send_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set, and committed, before the message is handed to the provider: after a crash the
+    # dispatcher knows a send may have happened and reconciles instead of sending blindly.
+    send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxAttachment(Base):
+    __tablename__ = "email_outbox_attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[str] = mapped_column(
+        ForeignKey("email_outbox.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(250))
+    content_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SentEmail(Base):
+    __tablename__ = "email_sent"
+    __table_args__ = (Index("ix_email_sent_created_by", "created_by", "sent_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the outbox id it came from
+    message_id: Mapped[str] = mapped_column(String(250), unique=True)
+    account_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    account_name: Mapped[str] = mapped_column(String(250), default="")
+    scenario: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(50))
+    sender: Mapped[str] = mapped_column(String(250))
+    subject: Mapped[str] = mapped_column(String(998))
+    to_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    bcc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EmailRelatedRecord(Base):
+    """The records a message concerns (a posted invoice, its customer): view policies use them."""
+
+    __tablename__ = "email_related_records"
+    __table_args__ = (Index("ix_email_related_message", "email_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email_id: Mapped[str] = mapped_column(String(36))  # outbox id, kept when it moves to sent
+    table_name: Mapped[str] = mapped_column(String(100))
+    record_id: Mapped[str] = mapped_column(String(100))
+
+
+class EmailViewPolicy(Base):
+    __tablename__ = "email_view_policies"
+
+    user_id: Mapped[str] = mapped_column(String(50), primary_key=True)  # '' = all users
+    policy: Mapped[ViewPolicy] = mapped_column(_choice(ViewPolicy, "email_view_policy"))
+
+
+class EmailRateWindow(Base):
+    """Messages sent per account per minute, shared by every worker on every machine."""
+
+    __tablename__ = "email_rate_windows"
+
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+RATE_WINDOWS: Table = cast(Table, EmailRateWindow.__table__)
