@@ -11,7 +11,8 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-import jobs.builtin  # noqa: F401  (registers the built-in jobs)
+import jobs.builtin
+import jobs.mail.job  # noqa: F401  (registers email-dispatch)
 from admin import entries as ops
 from admin.tables import render_table
 from domain.clock import utcnow

@@ -9,7 +9,8 @@ from dramatiq import Actor, Broker
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-import jobs.builtin  # noqa: F401  (registers the built-in jobs)
+import jobs.builtin
+import jobs.mail.job  # noqa: F401  (registers email-dispatch)
 from domain.db import make_engine, make_session_factory
 from jobs.registry import JobRegistry, registry
 from runtime.settings import Settings

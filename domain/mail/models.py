@@ -210,3 +210,8 @@ class EmailRateWindow(Base):
 
 
 RATE_WINDOWS: Table = cast(Table, EmailRateWindow.__table__)
+ACCOUNTS: Table = cast(Table, EmailAccount.__table__)
+OUTBOX: Table = cast(Table, OutboxMessage.__table__)
+OUTBOX_ATTACHMENTS: Table = cast(Table, OutboxAttachment.__table__)
+SENT: Table = cast(Table, SentEmail.__table__)
+SUBSTITUTE: Table = cast(Table, SubstituteSender.__table__)

@@ -32,21 +32,26 @@ def _take(conn: Connection, account_id: int, start: datetime, limit: int) -> boo
     )
 
 
-def try_take_slot(engine: Engine, account_id: int, limit: int, now: datetime) -> bool:
-    """Take one send of this minute for the account; False when the minute is full.
-    A limit of 0 means no limit."""
+def take_slot(conn: Connection, account_id: int, limit: int, now: datetime) -> bool:
+    """Within the caller's transaction: take one send of this minute for the account;
+    False when the minute is full. A limit of 0 means no limit."""
     if limit <= 0:
         return True
     start = window_start(now)
-    with engine.begin() as conn:
-        if _take(conn, account_id, start, limit):
-            return True
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(W).values(account_id=account_id, window_start=start, sent=1))
-        except IntegrityError:  # the minute exists (full, or another worker just opened it)
-            return _take(conn, account_id, start, limit)
-        conn.execute(
-            delete(W).where(W.c.account_id == account_id, W.c.window_start < start - KEEP_WINDOWS)
-        )
+    if _take(conn, account_id, start, limit):
         return True
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(W).values(account_id=account_id, window_start=start, sent=1))
+    except IntegrityError:  # the minute exists (full, or another worker just opened it)
+        return _take(conn, account_id, start, limit)
+    conn.execute(
+        delete(W).where(W.c.account_id == account_id, W.c.window_start < start - KEEP_WINDOWS)
+    )
+    return True
+
+
+def try_take_slot(engine: Engine, account_id: int, limit: int, now: datetime) -> bool:
+    """take_slot in a transaction of its own."""
+    with engine.begin() as conn:
+        return take_slot(conn, account_id, limit, now)

@@ -1,0 +1,1 @@
+"""Outbound email: composing to the outbox, the dispatch job, and the connectors."""

@@ -1,0 +1,266 @@
+"""The outbox dispatcher: the work of the `email-dispatch` job-queue entry.
+
+Per message: one transaction claims it (SKIP LOCKED, so workers on several machines
+share the outbox), takes a slot of its account's per-minute limit, and records the
+send attempt (send_started_at, attempts + 1) before anything is handed to the
+provider. A second transaction records the outcome: Sent, retried later with backoff,
+or Failed. A message found Processing long after its attempt started was being sent
+when a worker died: the provider may have it, so it is not sent again blindly but
+marked Failed with that reason for an admin to check and retry. Nothing is lost
+silently and nothing is sent twice automatically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from domain.clock import utcnow
+from domain.mail.kinds import OutboxStatus
+from domain.mail.models import ACCOUNTS as A
+from domain.mail.models import OUTBOX as O
+from domain.mail.models import OUTBOX_ATTACHMENTS, SENT, SUBSTITUTE
+from domain.mail.rate import next_window, take_slot
+from domain.mail.rules import sender_address
+from jobs.mail.errors import PermanentSendError, SendError, TransientSendError
+from jobs.mail.mime import build_mime, envelope_recipients
+from runtime.logs import get_logger
+
+log = get_logger("mail.dispatch")
+UNCERTAIN = (
+    "delivery uncertain: the worker stopped while handing the message to the provider; "
+    "check the recipient's mailbox or Sent Items before retrying"
+)
+
+
+class MailConnector(Protocol):
+    def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None: ...
+
+
+ConnectorFactory = Callable[[Any], MailConnector]  # account row -> connector
+
+
+@dataclass
+class DispatchCounters:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    reconciled: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Claim:
+    message: Any
+    account: Any
+
+
+@dataclass
+class _Limited:
+    """The account's minute is full: its messages wait for the next window."""
+
+    account_id: int
+    window: datetime
+
+
+_SKIPPED = object()  # a message failed while claiming it; go on with the next
+
+
+@dataclass
+class MailDispatcher:
+    engine: Engine
+    connector_for: ConnectorFactory
+    clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
+    stale_after: timedelta = timedelta(minutes=10)
+    backoff_seconds: float = 30.0
+    _connectors: dict[int, MailConnector] = field(default_factory=dict)
+
+    def run(
+        self,
+        *,
+        max_seconds: float = 50.0,
+        max_messages: int | None = None,
+        wait_for_window: bool = True,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> DispatchCounters:
+        counters = DispatchCounters(reconciled=self.reconcile())
+        started = self.clock()
+        deadline = started + timedelta(seconds=max_seconds)
+        limited: dict[int, datetime] = {}
+        handled = 0
+        while not cancelled() and self.clock() < deadline:
+            if max_messages is not None and handled >= max_messages:
+                break
+            now = self.clock()
+            limited = {a: w for a, w in limited.items() if w > now}
+            claim = self._claim(now, limited, counters)
+            if claim is None:
+                if limited and wait_for_window:
+                    wake_at = min(min(limited.values()), deadline)
+                    self.sleep(max(0.0, (wake_at - self.clock()).total_seconds()))
+                    continue
+                break
+            if isinstance(claim, _Limited):
+                limited[claim.account_id] = claim.window
+                continue
+            if not isinstance(claim, _Claim):
+                continue
+            handled += 1
+            self._send(claim, counters)
+        return counters
+
+    def reconcile(self) -> int:
+        cutoff = self.clock() - self.stale_after
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(O)
+                .where(O.c.status == OutboxStatus.PROCESSING, O.c.send_started_at < cutoff)
+                .values(status=OutboxStatus.FAILED, last_error=UNCERTAIN)
+                .returning(O.c.id, O.c.message_id, O.c.account_id, O.c.scenario)
+            ).all()
+        for row in rows:
+            log.warning(
+                "email.failed",
+                outbox_id=row.id,
+                message_id=row.message_id,
+                account_id=row.account_id,
+                scenario=row.scenario,
+                reason=UNCERTAIN,
+            )
+        return len(rows)
+
+    def _claim(
+        self, now: datetime, limited: dict[int, datetime], counters: DispatchCounters
+    ) -> _Claim | _Limited | object | None:
+        with self.engine.begin() as conn:
+            stmt = (
+                select(O)
+                .where(O.c.status == OutboxStatus.QUEUED, O.c.send_after <= now)
+                .order_by(O.c.send_after, O.c.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if limited:
+                stmt = stmt.where(O.c.account_id.not_in(list(limited)))
+            message = conn.execute(stmt).one_or_none()
+            if message is None:
+                return None
+            account = conn.execute(select(A).where(A.c.id == message.account_id)).one_or_none()
+            if account is None:
+                self._fail(conn, message, "its email account was deleted", now)
+                counters.failed += 1
+                return _SKIPPED
+            if not take_slot(conn, account.id, account.rate_limit_per_minute, now):
+                window = next_window(now)
+                conn.execute(update(O).where(O.c.id == message.id).values(send_after=window))
+                counters.rate_limited += 1
+                return _Limited(account.id, window)
+            conn.execute(
+                update(O)
+                .where(O.c.id == message.id)
+                .values(
+                    status=OutboxStatus.PROCESSING,
+                    send_started_at=now,
+                    attempts=O.c.attempts + 1,
+                )
+            )
+            return _Claim(message=message, account=account)
+
+    def _send(self, claim: _Claim, counters: DispatchCounters) -> None:
+        message, account = claim.message, claim.account
+        with self.engine.connect() as conn:
+            attachments = list(
+                conn.execute(
+                    select(OUTBOX_ATTACHMENTS).where(OUTBOX_ATTACHMENTS.c.outbox_id == message.id)
+                ).all()
+            )
+            substitute = conn.execute(select(SUBSTITUTE)).one_or_none()
+        send_as = substitute.send_as if substitute and substitute.account_id == account.id else None
+        sender = sender_address(account.address, send_as)
+        now = self.clock()
+        mime = build_mime(message, attachments, sender, now)  # type: ignore[arg-type]
+        fields = {
+            "outbox_id": message.id,
+            "message_id": message.message_id,
+            "account": account.name,
+            "scenario": message.scenario,
+        }
+        try:
+            connector = self._connectors.get(account.id) or self.connector_for(account)
+            self._connectors[account.id] = connector
+            connector.send(mime, sender, envelope_recipients(message))
+        except SendError as exc:
+            self._after_failure(message, exc, counters, fields)
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(SENT).values(
+                    id=message.id,
+                    message_id=message.message_id,
+                    account_id=account.id,
+                    account_name=account.name,
+                    scenario=message.scenario,
+                    created_by=message.created_by,
+                    sender=sender,
+                    subject=message.subject,
+                    to_addresses=message.to_addresses,
+                    cc_addresses=message.cc_addresses,
+                    bcc_addresses=message.bcc_addresses,
+                    size=len(mime.as_bytes()),
+                    sent_at=now,
+                )
+            )
+            conn.execute(delete(O).where(O.c.id == message.id))
+        counters.sent += 1
+        log.info("email.sent", attempt=message.attempts + 1, **fields)
+
+    def _after_failure(
+        self, message: Any, exc: SendError, counters: DispatchCounters, fields: dict[str, Any]
+    ) -> None:
+        now = self.clock()
+        attempt = message.attempts + 1
+        retry = isinstance(exc, TransientSendError) and attempt < message.max_attempts
+        with self.engine.begin() as conn:
+            if retry:
+                assert isinstance(exc, TransientSendError)
+                delay = max(exc.retry_after or 0.0, self.backoff_seconds * 2 ** (attempt - 1))
+                conn.execute(
+                    update(O)
+                    .where(O.c.id == message.id)
+                    .values(
+                        status=OutboxStatus.QUEUED,
+                        send_after=now + timedelta(seconds=delay),
+                        send_started_at=None,
+                        last_error=str(exc),
+                    )
+                )
+                counters.retried += 1
+            else:
+                self._fail(conn, message, str(exc), now)
+                counters.failed += 1
+        log.warning(
+            "email.failed",
+            attempt=attempt,
+            will_retry=retry,
+            error=str(exc),
+            permanent=isinstance(exc, PermanentSendError),
+            **fields,
+        )
+
+    @staticmethod
+    def _fail(conn: Connection, message: Any, reason: str, now: datetime) -> None:
+        conn.execute(
+            update(O)
+            .where(O.c.id == message.id)
+            .values(status=OutboxStatus.FAILED, last_error=reason, send_started_at=None)
+        )

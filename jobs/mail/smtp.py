@@ -1,0 +1,149 @@
+"""The SMTP connector: smtplib with STARTTLS or implicit TLS, anonymous, basic or
+XOAUTH2 authentication. Telemetry events say whether connecting and authenticating
+worked; they never carry the password or the token."""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from domain.mail.kinds import SecureConnection, SmtpAuthentication
+from jobs.mail.errors import PermanentSendError, TransientSendError
+from runtime.logs import get_logger
+from runtime.secrets import Secret
+
+log = get_logger("mail.smtp")
+TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    account: str
+    server: str
+    port: int
+    secure_connection: SecureConnection
+    authentication: SmtpAuthentication
+    user_name: str = ""
+    password: Secret | None = None
+    token: Callable[[], Secret] | None = None  # OAuth 2.0 access token source (MSAL)
+    ssl_context: ssl.SSLContext | None = None
+
+
+def xoauth2(user: str, token: Secret) -> str:
+    """The SASL XOAUTH2 initial response (Microsoft's and Google's documented format)."""
+    raw = f"user={user}\x01auth=Bearer {token.reveal()}\x01\x01"
+    return base64.b64encode(raw.encode()).decode()
+
+
+def _classify(exc: Exception) -> TransientSendError | PermanentSendError:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = {code for code, _ in exc.recipients.values()}
+        reason = "; ".join(
+            f"{r}: {c} {m.decode(errors='replace')}" for r, (c, m) in exc.recipients.items()
+        )
+        if all(400 <= code < 500 for code in codes):
+            return TransientSendError(f"recipients refused for now: {reason}")
+        return PermanentSendError(f"recipients refused: {reason}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = (
+            exc.smtp_error.decode(errors="replace")
+            if isinstance(exc.smtp_error, bytes)
+            else str(exc.smtp_error)
+        )
+        message = f"SMTP {exc.smtp_code}: {text}"
+        if 400 <= exc.smtp_code < 500:
+            return TransientSendError(message)
+        return PermanentSendError(message)
+    return TransientSendError(f"{type(exc).__name__}: {exc}")
+
+
+class SmtpConnector:
+    def __init__(self, target: SmtpTarget) -> None:
+        self.target = target
+
+    def _connect(self) -> smtplib.SMTP:
+        t = self.target
+        context = t.ssl_context or ssl.create_default_context()
+        try:
+            if t.secure_connection == SecureConnection.SSL:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    t.server, t.port, timeout=TIMEOUT_SECONDS, context=context
+                )
+            else:
+                client = smtplib.SMTP(t.server, t.port, timeout=TIMEOUT_SECONDS)
+            client.ehlo()
+            if t.secure_connection == SecureConnection.STARTTLS:
+                client.starttls(context=context)
+                client.ehlo()
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning(
+                "smtp.connection_failed",
+                account=t.account,
+                server=t.server,
+                port=t.port,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise TransientSendError(f"cannot connect to {t.server}:{t.port}: {exc}") from None
+        log.info("smtp.connection_succeeded", account=t.account, server=t.server, port=t.port)
+        return client
+
+    def _authenticate(self, client: smtplib.SMTP) -> None:
+        t = self.target
+        try:
+            if t.authentication == SmtpAuthentication.BASIC:
+                assert t.password is not None
+                self._login(client, t.user_name, t.password)
+            elif t.authentication == SmtpAuthentication.OAUTH2:
+                assert t.token is not None
+                token = t.token()
+                client.auth(
+                    "XOAUTH2",
+                    lambda _challenge=None: xoauth2(t.user_name, token),
+                    initial_response_ok=True,
+                )
+            else:
+                return
+        except smtplib.SMTPAuthenticationError as exc:
+            log.warning(
+                "smtp.authentication_failed",
+                account=t.account,
+                user=t.user_name,
+                code=exc.smtp_code,
+            )
+            raise PermanentSendError(
+                f"SMTP authentication failed for {t.user_name!r} ({exc.smtp_code})"
+            ) from None
+        log.info("smtp.authentication_succeeded", account=t.account, user=t.user_name)
+
+    @staticmethod
+    def _login(client: smtplib.SMTP, user: str, password: Secret) -> None:
+        """One attempt with one mechanism (PLAIN, else LOGIN), so a refused password is
+        one clear failure rather than a walk through every mechanism the server offers."""
+        offered = client.esmtp_features.get("auth", "").upper().split()
+        mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+        if mechanism is None:
+            raise PermanentSendError(f"the server offers no password login (offers: {offered})")
+        client.user, client.password = user, password.reveal()
+        try:
+            client.auth(mechanism, getattr(client, f"auth_{mechanism.lower()}"))
+        finally:
+            client.password = ""
+
+    def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None:
+        client = self._connect()
+        try:
+            self._authenticate(client)
+            client.send_message(mime, from_addr=sender, to_addrs=recipients)
+        except (PermanentSendError, TransientSendError):
+            raise
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            raise _classify(exc) from None
+        finally:
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()

@@ -1,0 +1,322 @@
+"""Outbound email end to end against a real SMTP server (aiosmtpd, STARTTLS + AUTH),
+on SQLite and on PostgreSQL: routing, the shared per-minute limit, a server that drops
+the connection mid-send, a worker that dies mid-send, and compose-time refusals."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes as _parse
+from email import policy
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.mail.kinds import Connector, OutboxStatus, SecureConnection, SmtpAuthentication
+from domain.mail.models import OutboxMessage, SentEmail
+from domain.mail.rules import MailRuleError
+from jobs.mail import accounts
+from jobs.mail.compose import Attachment, compose, retry
+from jobs.mail.connectors import connector_factory
+from jobs.mail.dispatch import MailDispatcher
+from runtime.secrets import Secret, SecretBox
+from tests.smtp_server import PASSWORD, USER, SmtpServer
+
+
+def message_from_bytes(data: bytes):  # type: ignore[no-untyped-def]
+    return _parse(data, policy=policy.default)
+
+
+T0 = datetime(2026, 11, 23, 9, 15, 5, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    with SmtpServer(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def secrets() -> SecretBox:
+    return SecretBox(Fernet.generate_key())
+
+
+def smtp_account(
+    session: Session, secrets: SecretBox, smtp: SmtpServer, name: str, address: str, limit: int = 0
+) -> None:
+    accounts.add_account(
+        session,
+        name,
+        address,
+        Connector.SMTP,
+        rate_limit=limit,
+        smtp=accounts.SmtpOptions(
+            server="127.0.0.1",
+            port=smtp.port,
+            secure_connection=SecureConnection.STARTTLS,
+            authentication=SmtpAuthentication.BASIC,
+            user_name=USER,
+            password=Secret(PASSWORD),
+        ),
+        secrets=secrets,
+    )
+
+
+def dispatcher(
+    engine: Engine, secrets: SecretBox, smtp: SmtpServer, clock: Clock
+) -> MailDispatcher:
+    factory = connector_factory(engine, secrets, ssl_context=smtp.client_tls)
+    return MailDispatcher(engine, factory, clock=clock, sleep=clock.sleep, backoff_seconds=0)
+
+
+def send(
+    sessions: sessionmaker[Session],
+    scenario: str,
+    to: str = "customer@fabrikam.com",
+    **extra: object,
+) -> str:
+    with sessions.begin() as session:
+        return compose(
+            session,
+            created_by="ann",
+            scenario=scenario,
+            to=to,
+            subject=f"{scenario}",
+            body="Please find attached.",
+            now=T0,
+            **extra,
+        ).id  # type: ignore[arg-type]
+
+
+def count(sessions: sessionmaker[Session], model: type) -> int:
+    with sessions() as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_scenarios_route_to_their_account_and_the_rest_to_the_default(
+    sessions, engine, secrets, smtp
+) -> None:
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "General", "office@cronus.com")
+        smtp_account(session, secrets, smtp, "Sales", "sales@cronus.com")
+        accounts.assign_scenario(session, "Sales Invoice", "Sales")
+        accounts.add_default_attachment(
+            session, "Sales Invoice", "terms.pdf", b"%PDF terms", "application/pdf"
+        )
+    send(sessions, "Sales Invoice", to="Buyer <buyer@fabrikam.com>", bcc="audit@cronus.com")
+    send(sessions, "Purchase Order", to="vendor@contoso.com")
+    counters = dispatcher(engine, secrets, smtp, Clock(T0)).run(max_seconds=5)
+    assert counters.sent == 2 and counters.failed == 0
+    by_from = {r.mail_from: r for r in smtp.handler.accepted}
+    assert set(by_from) == {"sales@cronus.com", "office@cronus.com"}
+    invoice = by_from["sales@cronus.com"]
+    assert invoice.rcpt_tos == ["buyer@fabrikam.com", "audit@cronus.com"]
+    mime = message_from_bytes(invoice.content)
+    assert "audit@cronus.com" not in str(mime)  # Bcc only in the envelope
+    assert [p.get_filename() for p in mime.iter_attachments()] == ["terms.pdf"]
+    assert count(sessions, OutboxMessage) == 0 and count(sessions, SentEmail) == 2
+
+
+def test_the_rate_limit_holds_across_two_workers(sessions, engine, secrets, smtp) -> None:
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "Limited", "bulk@cronus.com", limit=5)
+    for _ in range(12):
+        send(sessions, "Notification")
+    clock = Clock(T0)
+    for minute in range(3):
+        workers = [dispatcher(engine, secrets, smtp, clock) for _ in range(2)]
+        threads = [
+            threading.Thread(target=w.run, kwargs={"max_seconds": 30, "wait_for_window": False})
+            for w in workers
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(smtp.handler.accepted) == min(12, 5 * (minute + 1))
+        clock.sleep(60)
+    with sessions() as session:
+        minutes = session.execute(select(SentEmail.sent_at)).scalars().all()
+    per_minute = {m.replace(second=0, microsecond=0) for m in minutes}
+    assert len(minutes) == 12 and len(per_minute) == 3
+    assert (
+        max(sum(1 for m in minutes if m.replace(second=0, microsecond=0) == p) for p in per_minute)
+        == 5
+    )
+    ids = [message_from_bytes(r.content)["Message-ID"] for r in smtp.handler.accepted]
+    assert len(set(ids)) == 12  # each message delivered exactly once
+
+
+def test_waiting_for_the_next_window_keeps_close_to_the_limit(
+    sessions, engine, secrets, smtp
+) -> None:
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "Limited", "bulk@cronus.com", limit=4)
+    for _ in range(10):
+        send(sessions, "Notification")
+    clock = Clock(T0)
+    counters = dispatcher(engine, secrets, smtp, clock).run(max_seconds=600)
+    assert counters.sent == 10
+    assert clock() < T0 + timedelta(minutes=3)  # 4 + 4 + 2 in three windows
+
+
+def test_a_server_that_drops_the_connection_mid_send_loses_nothing_and_sends_once(
+    sessions, engine, secrets, smtp
+) -> None:
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "General", "office@cronus.com")
+    outbox_id = send(sessions, "Notification")
+    smtp.handler.drop_next = 1
+    clock = Clock(T0)
+    counters = dispatcher(engine, secrets, smtp, clock).run(max_seconds=5)
+    assert counters.retried == 1 and counters.sent == 1
+    assert len(smtp.handler.accepted) == 1
+    with sessions() as session:
+        sent = session.get(SentEmail, outbox_id)
+        assert sent is not None
+        assert session.get(OutboxMessage, outbox_id) is None
+
+
+def test_a_worker_that_died_mid_send_is_not_sent_again_blindly(
+    sessions, engine, secrets, smtp
+) -> None:
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "General", "office@cronus.com")
+    outbox_id = send(sessions, "Notification")
+    with sessions.begin() as session:  # the worker recorded its attempt ... and died
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id)
+            .values(status=OutboxStatus.PROCESSING, send_started_at=T0, attempts=1)
+        )
+    clock = Clock(T0 + timedelta(minutes=11))
+    counters = dispatcher(engine, secrets, smtp, clock).run(max_seconds=5)
+    assert counters.reconciled == 1 and counters.sent == 0 and smtp.handler.accepted == []
+    with sessions() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message is not None and message.status == OutboxStatus.FAILED
+        assert "delivery uncertain" in (message.last_error or "")
+    with sessions.begin() as session:  # the admin checked, and retries
+        retry(session, outbox_id, clock())
+    assert dispatcher(engine, secrets, smtp, clock).run(max_seconds=5).sent == 1
+    assert len(smtp.handler.accepted) == 1
+
+
+def test_a_refused_login_fails_the_message_with_a_clear_reason_and_no_secret_in_logs(
+    sessions, engine, secrets, smtp, capsys
+) -> None:
+    from runtime.logs import configure_logging
+
+    configure_logging("INFO", process="test")
+    with sessions.begin() as session:
+        accounts.add_account(
+            session,
+            "Wrong",
+            "office@cronus.com",
+            Connector.SMTP,
+            smtp=accounts.SmtpOptions(
+                server="127.0.0.1",
+                port=smtp.port,
+                user_name=USER,
+                password=Secret("not-the-password"),
+            ),
+            secrets=secrets,
+        )
+    outbox_id = send(sessions, "Notification")
+    counters = dispatcher(engine, secrets, smtp, Clock(T0)).run(max_seconds=5)
+    configure_logging("WARNING", process="tests")
+    assert counters.failed == 1
+    with sessions() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message is not None and message.status == OutboxStatus.FAILED
+        assert "authentication failed" in (message.last_error or "")
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    events = {line["event"] for line in lines}
+    assert {"smtp.connection_succeeded", "smtp.authentication_failed", "email.failed"} <= events
+    assert "not-the-password" not in json.dumps(lines)
+
+
+def test_compose_refuses_bad_addresses_and_oversized_attachments_and_keeps_nothing(
+    sessions, secrets, smtp
+) -> None:
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "General", "office@cronus.com")
+    with (
+        pytest.raises(MailRuleError, match="not an email address: 'customer@'"),
+        sessions.begin() as session,
+    ):
+        compose(
+            session,
+            created_by="ann",
+            scenario="Notification",
+            to="ok@x.com; customer@",
+            subject="s",
+            body="b",
+            now=T0,
+        )
+    big = Attachment("archive.zip", b"\0" * (101 * 1024 * 1024))
+    with pytest.raises(MailRuleError, match="over the 100 MB limit"), sessions.begin() as session:
+        compose(
+            session,
+            created_by="ann",
+            scenario="Notification",
+            to="ok@x.com",
+            subject="s",
+            body="b",
+            now=T0,
+            attachments=[big],
+        )
+    assert count(sessions, OutboxMessage) == 0
+
+
+def test_without_any_account_compose_says_to_set_a_default(sessions) -> None:
+    with (
+        pytest.raises(MailRuleError, match="set a default email account"),
+        sessions.begin() as session,
+    ):
+        compose(
+            session,
+            created_by="ann",
+            scenario="Notification",
+            to="ok@x.com",
+            subject="s",
+            body="b",
+            now=T0,
+        )
+
+
+def test_exactly_one_default_account(sessions, secrets, smtp) -> None:
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "A", "a@cronus.com")
+        smtp_account(session, secrets, smtp, "B", "b@cronus.com")
+        accounts.set_default(session, "B")
+    with sessions() as session:
+        defaults = (
+            session.execute(
+                select(accounts.EmailAccount.name).where(accounts.EmailAccount.is_default)
+            )
+            .scalars()
+            .all()
+        )
+    assert defaults == ["B"]
+    with pytest.raises(MailRuleError, match="default account"), sessions.begin() as session:
+        accounts.delete_account(session, "B")
