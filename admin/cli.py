@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import jobs.builtin
 import jobs.mail.job  # noqa: F401  (registers email-dispatch)
 from admin import entries as ops
+from admin.mail_cli import add_mail_commands
 from admin.tables import render_table
 from domain.clock import utcnow
 from domain.db import make_engine, make_session_factory
@@ -335,6 +336,7 @@ def build_parser(settings: Settings) -> _Parser:
     )
     with_code(categories, "add", c.categories_add, "add a category").add_argument("--description")
     command(sub, "jobs", c.jobs_list, "list the registered jobs")
+    add_mail_commands(sub, settings, lambda: c.sessions, _Parser)
     command(sub, "scheduler", c.scheduler, "run the scheduler (APScheduler) process")
     p = command(sub, "worker", c.worker, "run a Dramatiq worker pool")
     p.add_argument("--processes", type=_whole(1, "processes"), default=settings.worker_processes)

@@ -320,3 +320,35 @@ def test_exactly_one_default_account(sessions, secrets, smtp) -> None:
     assert defaults == ["B"]
     with pytest.raises(MailRuleError, match="default account"), sessions.begin() as session:
         accounts.delete_account(session, "B")
+
+
+def test_sent_emails_are_filtered_by_the_viewers_policy(sessions, engine, secrets, smtp) -> None:
+    from domain.mail.kinds import ViewPolicy
+    from domain.mail.rules import RelatedRecord
+    from jobs.mail.views import visible_sent_emails
+
+    invoice, customer = (
+        RelatedRecord("Sales Invoice Header", "103001"),
+        RelatedRecord("Customer", "10000"),
+    )
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "General", "office@cronus.com")
+    send(sessions, "Sales Invoice", related=[invoice, customer])  # sent by ann
+    dispatcher(engine, secrets, smtp, Clock(T0)).run(max_seconds=5)
+    grants = {"bob": {invoice}, "carol": {invoice, customer}}
+
+    def access(user: str, record: RelatedRecord) -> bool:
+        return record in grants.get(user, set())
+
+    def sees(user: str) -> bool:
+        with sessions() as session:
+            return bool(visible_sent_emails(session, user, access))
+
+    assert sees("ann")  # her own
+    assert not sees("bob") and sees("carol")  # default: access to all related records
+    with sessions.begin() as session:
+        accounts.set_view_policy(session, "", ViewPolicy.ANY_RELATED)  # every user
+    assert sees("bob") and not sees("dave")
+    with sessions.begin() as session:
+        accounts.set_view_policy(session, "carol", ViewPolicy.OWN)
+    assert not sees("carol")

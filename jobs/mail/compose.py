@@ -27,7 +27,7 @@ from domain.mail.rules import (
     check_attachment_sizes,
     parse_addresses,
 )
-from jobs.mail.accounts import default_account_id, scenario_assignments
+from jobs.mail.accounts import default_account_id, get_account, scenario_assignments
 from jobs.wakeup import data_changed
 
 OUTBOX_KIND = "email-outbox"  # the data kind the email-dispatch job watches
@@ -57,6 +57,7 @@ def compose(
     queue: bool = True,
     max_attempts: int = 5,
     tz: tzinfo = UTC,
+    account_name: str | None = None,
 ) -> OutboxMessage:
     """A message in the outbox (Queued, or Draft with queue=False), routed by its scenario
     and carrying the scenario's default attachments."""
@@ -65,11 +66,16 @@ def compose(
         raise MailRuleError("an email needs at least one recipient")
     if "\n" in subject or "\r" in subject:
         raise MailRuleError("a subject is one line")
-    account_id = account_for_scenario(
-        scenario, scenario_assignments(session), default_account_id(session)
-    )
-    account = session.get(EmailAccount, account_id)
-    assert account is not None
+    if account_name is not None:  # an explicit account (a test message) wins over routing
+        account = get_account(session, account_name)
+        account_id = account.id
+    else:
+        account_id = account_for_scenario(
+            scenario, scenario_assignments(session), default_account_id(session)
+        )
+        found = session.get(EmailAccount, account_id)
+        assert found is not None
+        account = found
     defaults = session.execute(
         select(DefaultAttachment).where(DefaultAttachment.scenario == scenario)
     ).scalars()

@@ -92,6 +92,7 @@ class MailDispatcher:
         max_messages: int | None = None,
         wait_for_window: bool = True,
         cancelled: Callable[[], bool] = lambda: False,
+        only: str | None = None,
     ) -> DispatchCounters:
         counters = DispatchCounters(reconciled=self.reconcile())
         started = self.clock()
@@ -103,7 +104,7 @@ class MailDispatcher:
                 break
             now = self.clock()
             limited = {a: w for a, w in limited.items() if w > now}
-            claim = self._claim(now, limited, counters)
+            claim = self._claim(now, limited, counters, only)
             if claim is None:
                 if limited and wait_for_window:
                     wake_at = min(min(limited.values()), deadline)
@@ -140,7 +141,11 @@ class MailDispatcher:
         return len(rows)
 
     def _claim(
-        self, now: datetime, limited: dict[int, datetime], counters: DispatchCounters
+        self,
+        now: datetime,
+        limited: dict[int, datetime],
+        counters: DispatchCounters,
+        only: str | None = None,
     ) -> _Claim | _Limited | object | None:
         with self.engine.begin() as conn:
             stmt = (
@@ -152,6 +157,8 @@ class MailDispatcher:
             )
             if limited:
                 stmt = stmt.where(O.c.account_id.not_in(list(limited)))
+            if only is not None:
+                stmt = stmt.where(O.c.id == only)
             message = conn.execute(stmt).one_or_none()
             if message is None:
                 return None
