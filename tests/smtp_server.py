@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 USER, PASSWORD = "mailer@cronus.com", "app-password-123"
+logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own chatter
 
 
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:

@@ -94,6 +94,23 @@ class MailDispatcher:
         cancelled: Callable[[], bool] = lambda: False,
         only: str | None = None,
     ) -> DispatchCounters:
+        try:
+            return self._run(max_seconds, max_messages, wait_for_window, cancelled, only)
+        finally:
+            for connector in self._connectors.values():
+                close = getattr(connector, "close", None)
+                if close is not None:
+                    close()
+            self._connectors.clear()
+
+    def _run(
+        self,
+        max_seconds: float,
+        max_messages: int | None,
+        wait_for_window: bool,
+        cancelled: Callable[[], bool],
+        only: str | None,
+    ) -> DispatchCounters:
         counters = DispatchCounters(reconciled=self.reconcile())
         started = self.clock()
         deadline = started + timedelta(seconds=max_seconds)

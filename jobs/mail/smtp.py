@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import smtplib
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -18,6 +19,7 @@ from runtime.secrets import Secret
 
 log = get_logger("mail.smtp")
 TIMEOUT_SECONDS = 60
+REUSE_SECONDS = 30  # servers close idle sessions; older ones are not trusted
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,12 @@ def _classify(exc: Exception) -> TransientSendError | PermanentSendError:
 
 
 class SmtpConnector:
+    """One SMTP session per account, reused for the messages of one dispatcher run."""
+
     def __init__(self, target: SmtpTarget) -> None:
         self.target = target
+        self._client: smtplib.SMTP | None = None
+        self._last_used = 0.0
 
     def _connect(self) -> smtplib.SMTP:
         t = self.target
@@ -134,16 +140,32 @@ class SmtpConnector:
             client.password = ""
 
     def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None:
-        client = self._connect()
-        try:
-            self._authenticate(client)
-            client.send_message(mime, from_addr=sender, to_addrs=recipients)
-        except (PermanentSendError, TransientSendError):
-            raise
-        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            raise _classify(exc) from None
-        finally:
+        """Send over the open session when there is a fresh one, else a new session.
+        A session is dropped after any error, so the next send starts clean."""
+        if self._client is None or time.monotonic() - self._last_used > REUSE_SECONDS:
+            self.close()
+            client = self._connect()
             try:
-                client.quit()
-            except (smtplib.SMTPException, OSError):
-                client.close()
+                self._authenticate(client)
+            except BaseException:
+                _quit(client)
+                raise
+            self._client = client
+        try:
+            self._client.send_message(mime, from_addr=sender, to_addrs=recipients)
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise _classify(exc) from None
+        self._last_used = time.monotonic()
+
+    def close(self) -> None:
+        if self._client is not None:
+            _quit(self._client)
+            self._client = None
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
