@@ -31,7 +31,7 @@ from jobs.mail.connectors import connector_factory
 from jobs.mail.dispatch import MailDispatcher
 from runtime.logs import configure_logging
 from runtime.secrets import Secret, SecretBox
-from tests.smtp_server import PASSWORD, USER, SmtpServer
+from sandbox.smtp_server import PASSWORD, USER, SmtpServer
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 

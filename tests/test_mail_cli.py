@@ -14,7 +14,7 @@ from admin.cli import main
 from domain.db import make_engine, make_session_factory
 from domain.mail.models import EmailAccount, OutboxMessage, SmtpSettings
 from runtime.settings import Settings
-from tests.smtp_server import PASSWORD, USER, SmtpServer
+from sandbox.smtp_server import PASSWORD, USER, SmtpServer
 
 
 @pytest.fixture

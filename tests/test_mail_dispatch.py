@@ -25,7 +25,7 @@ from jobs.mail.compose import Attachment, compose, retry
 from jobs.mail.connectors import connector_factory
 from jobs.mail.dispatch import MailDispatcher
 from runtime.secrets import Secret, SecretBox
-from tests.smtp_server import PASSWORD, USER, SmtpServer
+from sandbox.smtp_server import PASSWORD, USER, SmtpServer
 
 
 def message_from_bytes(data: bytes):  # type: ignore[no-untyped-def]

@@ -1,10 +1,8 @@
-"""A real SMTP server for tests (aiosmtpd) with STARTTLS and AUTH, and a switch to drop
-the connection in the middle of a message the way a failing server does."""
+"""A real SMTP server for tests and benchmarks (aiosmtpd) with STARTTLS and AUTH, and a
+switch to drop the connection in the middle of a message the way a failing server does."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
 import socket
 import ssl
@@ -15,44 +13,11 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from sandbox.tls import self_signed_cert
 
 USER, PASSWORD = "mailer@cronus.com", "app-password-123"
 logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own chatter
-
-
-def self_signed_cert(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "smtp.crt", folder / "smtp.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @dataclass
