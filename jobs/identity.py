@@ -1,0 +1,72 @@
+"""Microsoft identity platform tokens for app-only (client credentials) access, via MSAL.
+
+MSAL caches the token and hands out a new one before the old expires; `token(refresh=True)`
+drops the cached one after a 401, so an expired or revoked token is replaced once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msal
+import requests
+
+from runtime.secrets import Secret
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+
+class SignInError(RuntimeError):
+    """The identity platform refused to issue a token; the message carries its error code."""
+
+
+class _Session(requests.Session):
+    """Passes `verify` on every request: requests would otherwise let REQUESTS_CA_BUNDLE
+    override a session-level CA file."""
+
+    def __init__(self, verify: str | bool) -> None:
+        super().__init__()
+        self._verify = verify
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self._verify)
+        return super().request(*args, **kwargs)
+
+
+class ClientCredentialsTokens:
+    def __init__(
+        self,
+        tenant: str,
+        client_id: str,
+        client_secret: Secret,
+        *,
+        scope: str = GRAPH_SCOPE,
+        authority_host: str = PUBLIC_AUTHORITY_HOST,
+        verify: str | bool = True,
+    ) -> None:
+        session = _Session(verify)
+        self.scope = scope
+        self._lock = threading.Lock()
+        self._app = msal.ConfidentialClientApplication(
+            client_id,
+            client_credential=client_secret.reveal(),
+            authority=f"{authority_host.rstrip('/')}/{tenant}",
+            http_client=session,
+            instance_discovery=authority_host == PUBLIC_AUTHORITY_HOST,
+            token_cache=msal.TokenCache(),
+        )
+
+    def token(self, refresh: bool = False) -> Secret:
+        with self._lock:
+            cache = self._app.token_cache
+            if refresh:
+                for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                    cache.remove_at(item)
+            result = self._app.acquire_token_for_client(scopes=[self.scope])
+        if "access_token" not in result:
+            error = result.get("error", "unknown_error")
+            description = str(result.get("error_description", "")).split("\n")[0]
+            raise SignInError(f"sign-in refused: {error}: {description}")
+        return Secret(result["access_token"])

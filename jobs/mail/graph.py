@@ -1,0 +1,234 @@
+"""The Microsoft 365 and Current User connectors: Microsoft Graph mail over httpx.
+
+Messages whose attachments total 3 MB or less go in one `sendMail` request; larger ones
+are built as a draft, each large attachment uploaded through an upload session in
+chunks (multiples of 320 KiB, as Graph requires), then sent. Throttling (429, 503 with
+Retry-After) and server errors are retried in place a few times, then reported as
+transient; a 401 gets one fresh token; other 4xx fail the message with Graph's own
+error code and message. A sendMail whose response never arrived may have been
+accepted, so it is reported as uncertain rather than sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from jobs.identity import ClientCredentialsTokens, SignInError
+from jobs.mail.errors import PermanentSendError, SendError, TransientSendError
+from runtime.logs import get_logger
+
+log = get_logger("mail.graph")
+INLINE_LIMIT = 3 * 1024 * 1024
+CHUNK = 10 * 320 * 1024  # 3.125 MiB: a multiple of 320 KiB, under Graph's 4 MiB per request
+MAX_TRIES = 4
+MAX_WAIT_SECONDS = 60.0
+
+
+class UncertainSendError(SendError):
+    """The request may have been accepted; sending again could deliver it twice."""
+
+
+def _recipients(value: str | None) -> list[dict[str, Any]]:
+    if not value:
+        return []
+    return [{"emailAddress": {"address": a.strip()}} for a in value.split(",") if a.strip()]
+
+
+def _graph_message(mime: EmailMessage, bcc: list[str]) -> tuple[dict[str, Any], list[Any]]:
+    body = mime.get_body(preferencelist=("html", "plain"))
+    content = body.get_content() if body is not None else ""
+    html = body is not None and body.get_content_subtype() == "html"
+    message = {
+        "subject": str(mime["Subject"] or ""),
+        "body": {"contentType": "HTML" if html else "Text", "content": content},
+        "toRecipients": _recipients(mime["To"]),
+        "ccRecipients": _recipients(mime["Cc"]),
+        "bccRecipients": [{"emailAddress": {"address": a}} for a in bcc],
+        "internetMessageHeaders": [
+            {"name": "X-Outbox-Message-Id", "value": str(mime["Message-ID"])}
+        ],
+    }
+    return message, list(mime.iter_attachments())
+
+
+class GraphMailConnector:
+    def __init__(
+        self,
+        account: str,
+        mailbox: str,
+        tokens: ClientCredentialsTokens,
+        *,
+        graph_url: str = "https://graph.microsoft.com/v1.0",
+        verify: str | bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.account, self.mailbox, self.tokens = account, mailbox, tokens
+        self.graph_url = graph_url.rstrip("/")
+        self.sleep = sleep
+        tls: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
+        self.client = httpx.Client(verify=tls, timeout=60)
+        self._token: str | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None:
+        shown = {a.lower() for h in ("To", "Cc") for a in str(mime[h] or "").split(",") if a}
+        bcc = [r for r in recipients if r.lower() not in {s.strip() for s in shown}]
+        message, attachments = _graph_message(mime, bcc)
+        payloads = [
+            (
+                a.get_filename() or "attachment",
+                a.get_content_type(),
+                a.get_payload(decode=True) or b"",
+            )
+            for a in attachments
+        ]
+        user = f"{self.graph_url}/users/{self.mailbox}"
+        if sum(len(data) for _, _, data in payloads) <= INLINE_LIMIT:
+            message["attachments"] = [
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": name,
+                    "contentType": ctype,
+                    "contentBytes": base64.b64encode(data).decode(),
+                }
+                for name, ctype, data in payloads
+            ]
+            self._call(
+                "POST",
+                f"{user}/sendMail",
+                json={"message": message, "saveToSentItems": True},
+                uncertain=True,
+            )
+            return
+        draft = self._call("POST", f"{user}/messages", json=message).json()
+        for name, ctype, data in payloads:
+            if len(data) <= INLINE_LIMIT:
+                self._call(
+                    "POST",
+                    f"{user}/messages/{draft['id']}/attachments",
+                    json={
+                        "@odata.type": "#microsoft.graph.fileAttachment",
+                        "name": name,
+                        "contentType": ctype,
+                        "contentBytes": base64.b64encode(data).decode(),
+                    },
+                )
+            else:
+                self._upload(f"{user}/messages/{draft['id']}", name, ctype, data)
+        self._call("POST", f"{user}/messages/{draft['id']}/send", uncertain=True)
+
+    def _upload(self, message_url: str, name: str, content_type: str, data: bytes) -> None:
+        session = self._call(
+            "POST",
+            f"{message_url}/attachments/createUploadSession",
+            json={
+                "AttachmentItem": {
+                    "attachmentType": "file",
+                    "name": name,
+                    "size": len(data),
+                    "contentType": content_type,
+                }
+            },
+        ).json()
+        upload_url = session["uploadUrl"]
+        for start in range(0, len(data), CHUNK):
+            chunk = data[start : start + CHUNK]
+            end = start + len(chunk) - 1
+            # The upload URL carries its own authorization: no bearer token on these PUTs.
+            self._call(
+                "PUT",
+                upload_url,
+                content=chunk,
+                authorize=False,
+                headers={
+                    "Content-Range": f"bytes {start}-{end}/{len(data)}",
+                    "Content-Length": str(len(chunk)),
+                },
+            )
+
+    def _bearer(self, refresh: bool = False) -> str:
+        if self._token is None or refresh:
+            try:
+                self._token = self.tokens.token(refresh=refresh).reveal()
+            except SignInError as exc:
+                raise PermanentSendError(f"{self.account}: {exc}") from None
+        return self._token
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        uncertain: bool = False,
+        authorize: bool = True,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        refreshed = False
+        for attempt in range(1, MAX_TRIES + 1):
+            headers = dict(kwargs.pop("headers", {}) or {})
+            if authorize:
+                headers["Authorization"] = f"Bearer {self._bearer()}"
+            try:
+                response = self.client.request(method, url, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                if uncertain and not isinstance(exc, httpx.ConnectError):
+                    raise UncertainSendError(
+                        f"delivery uncertain: no answer from Graph to {method}: {exc}"
+                    ) from None
+                if attempt == MAX_TRIES:
+                    raise TransientSendError(f"Graph unreachable: {exc}") from None
+                self.sleep(min(2.0**attempt, MAX_WAIT_SECONDS))
+                kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+                continue
+            kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+            if response.status_code < 400:
+                return response
+            error = _error_text(response)
+            if response.status_code == 401 and authorize and not refreshed:
+                refreshed = True
+                self._bearer(refresh=True)
+                continue
+            if response.status_code in (429, 503, 504) or response.status_code >= 500:
+                wait = _retry_after(response) or min(2.0**attempt, MAX_WAIT_SECONDS)
+                log.warning(
+                    "graph.throttled",
+                    account=self.account,
+                    status=response.status_code,
+                    retry_after=wait,
+                    attempt=attempt,
+                )
+                if attempt == MAX_TRIES or wait > MAX_WAIT_SECONDS:
+                    raise TransientSendError(
+                        f"Graph {response.status_code}: {error}", retry_after=wait
+                    )
+                self.sleep(wait)
+                continue
+            raise PermanentSendError(f"Graph {response.status_code}: {error}")
+        raise TransientSendError("Graph kept refusing the request")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return f"{error.get('code', 'unknown')}: {error.get('message', '')}"
+    except (ValueError, AttributeError):
+        return response.text[:200] or response.reason_phrase

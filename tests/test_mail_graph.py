@@ -1,0 +1,120 @@
+"""The Microsoft Graph mail connector against the local emulator (HTTPS, MSAL tokens):
+sendMail, upload sessions for large attachments, throttling, server errors, expired
+tokens, refused sign-in, unknown mailbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from jobs.identity import ClientCredentialsTokens
+from jobs.mail.errors import PermanentSendError
+from jobs.mail.graph import GraphMailConnector
+from runtime.secrets import Secret
+from sandbox.graph import GraphEmulator
+
+TENANT, CLIENT_ID, SECRET = (
+    "contoso.onmicrosoft.com",
+    "11111111-2222-3333-4444-555555555555",
+    "s3cr3t~value",
+)
+
+
+@pytest.fixture
+def graph(tmp_path: Path) -> Iterator[GraphEmulator]:
+    with GraphEmulator(tmp_path, TENANT, CLIENT_ID, SECRET) as emulator:
+        emulator.add_mailbox("sales@cronus.com")
+        yield emulator
+
+
+def connector(graph: GraphEmulator, secret: str = SECRET, mailbox: str = "sales@cronus.com"):
+    tokens = ClientCredentialsTokens(
+        TENANT, CLIENT_ID, Secret(secret), authority_host=graph.base, verify=graph.ca_file
+    )
+    waits: list[float] = []
+    conn = GraphMailConnector(
+        "Sales",
+        mailbox,
+        tokens,
+        graph_url=graph.graph_url,
+        verify=graph.ca_file,
+        sleep=waits.append,
+    )
+    return conn, waits
+
+
+def mime(attachment: bytes | None = None) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "sales@cronus.com"
+    message["To"] = "buyer@fabrikam.com"
+    message["Subject"] = "Invoice 103001"
+    message["Message-ID"] = "<abc@cronus.com>"
+    message.set_content("Please find the invoice attached.")
+    if attachment is not None:
+        message.add_attachment(
+            attachment, maintype="application", subtype="pdf", filename="invoice.pdf"
+        )
+    return message
+
+
+def test_a_small_message_goes_in_one_sendmail(graph: GraphEmulator) -> None:
+    conn, _ = connector(graph)
+    conn.send(mime(b"%PDF small"), "sales@cronus.com", ["buyer@fabrikam.com", "audit@cronus.com"])
+    [sent] = graph.mailboxes["sales@cronus.com"].sent
+    assert sent["subject"] == "Invoice 103001"
+    assert sent["toRecipients"] == [{"emailAddress": {"address": "buyer@fabrikam.com"}}]
+    assert sent["bccRecipients"] == [{"emailAddress": {"address": "audit@cronus.com"}}]
+    assert [a["name"] for a in sent["attachments"]] == ["invoice.pdf"]
+    assert [p for m, p in graph.requests if "sendMail" in p] == [
+        "/v1.0/users/sales@cronus.com/sendMail"
+    ]
+
+
+def test_a_large_attachment_goes_through_an_upload_session(graph: GraphEmulator) -> None:
+    import base64
+
+    big = bytes(range(256)) * (5 * 1024 * 4)  # 5 MiB
+    conn, _ = connector(graph)
+    conn.send(mime(big), "sales@cronus.com", ["buyer@fabrikam.com"])
+    [sent] = graph.mailboxes["sales@cronus.com"].sent
+    [attachment] = sent["attachments"]
+    assert base64.b64decode(attachment["contentBytes"]) == big
+    puts = [p for m, p in graph.requests if m == "PUT"]
+    assert len(puts) == 2  # 5 MiB in chunks of 3.125 MiB
+    assert graph.mailboxes["sales@cronus.com"].drafts == {}
+
+
+def test_throttling_waits_for_retry_after_and_server_errors_are_retried(
+    graph: GraphEmulator,
+) -> None:
+    graph.inject("/sendMail$", 429, retry_after=7)
+    graph.inject("/sendMail$", 500)
+    conn, waits = connector(graph)
+    conn.send(mime(), "sales@cronus.com", ["buyer@fabrikam.com"])
+    assert waits[0] == 7.0 and len(waits) == 2
+    assert len(graph.mailboxes["sales@cronus.com"].sent) == 1
+
+
+def test_an_expired_token_is_replaced_once(graph: GraphEmulator) -> None:
+    conn, _ = connector(graph)
+    conn.send(mime(), "sales@cronus.com", ["buyer@fabrikam.com"])
+    graph.expire_tokens()
+    conn.send(mime(), "sales@cronus.com", ["buyer@fabrikam.com"])
+    assert graph.tokens_issued == 2
+    assert len(graph.mailboxes["sales@cronus.com"].sent) == 2
+
+
+def test_a_refused_sign_in_fails_clearly_without_the_secret(graph: GraphEmulator) -> None:
+    conn, _ = connector(graph, secret="wrong-secret")
+    with pytest.raises(PermanentSendError, match="invalid_client") as raised:
+        conn.send(mime(), "sales@cronus.com", ["buyer@fabrikam.com"])
+    assert "wrong-secret" not in str(raised.value) and SECRET not in str(raised.value)
+
+
+def test_an_unknown_mailbox_fails_with_graphs_error(graph: GraphEmulator) -> None:
+    conn, _ = connector(graph, mailbox="nobody@cronus.com")
+    with pytest.raises(PermanentSendError, match="ErrorInvalidUser"):
+        conn.send(mime(), "nobody@cronus.com", ["buyer@fabrikam.com"])
