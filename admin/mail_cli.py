@@ -84,7 +84,23 @@ class MailCommands:
 
     def accounts_add(self, args: argparse.Namespace) -> None:
         connector = CONNECTORS[args.connector]
-        smtp = None
+        smtp = graph = None
+        if connector != Connector.SMTP:
+            if not (args.tenant and args.client_id and args.client_secret_env):
+                raise MailRuleError(
+                    "a Microsoft 365 or Current User account needs --tenant, --client-id and "
+                    "--client-secret-env"
+                )
+            secret = os.environ.get(args.client_secret_env)
+            if not secret:
+                raise MailRuleError(f"environment variable {args.client_secret_env} is empty")
+            graph = accounts.GraphOptions(
+                args.tenant,
+                args.client_id,
+                Secret(secret),
+                graph_url=args.graph_url,
+                authority_host=args.authority_host,
+            )
         if connector == Connector.SMTP:
             if not args.server:
                 raise MailRuleError("an SMTP account needs --server")
@@ -105,6 +121,7 @@ class MailCommands:
                 rate_limit=args.rate_limit,
                 mailbox=args.mailbox,
                 smtp=smtp,
+                graph=graph,
                 secrets=SecretBox.from_env(),
             )
             print(
@@ -295,6 +312,11 @@ def add_mail_commands(
     p.add_argument("--user")
     p.add_argument("--password-env", help="read the password from this environment variable")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--tenant", help="Microsoft 365: the Entra tenant (id or domain)")
+    p.add_argument("--client-id", help="Microsoft 365: the app registration's client id")
+    p.add_argument("--client-secret-env", help="environment variable holding the client secret")
+    p.add_argument("--graph-url", default="https://graph.microsoft.com/v1.0")
+    p.add_argument("--authority-host", default="https://login.microsoftonline.com")
     cmd(acc, "list", m.accounts_list, "list accounts")
     cmd(acc, "default", m.accounts_default, "make an account the default").add_argument("name")
     p = cmd(acc, "rate-limit", m.accounts_rate_limit, "messages per minute")

@@ -71,16 +71,26 @@ def test_set_up_send_and_list(cli, smtp: SmtpServer, settings: Settings, tmp_pat
     )
     assert code == 0, err
     assert "default" in out and "no per minute" in out
+    m365 = [
+        "email",
+        "accounts",
+        "add",
+        "M365",
+        "--address",
+        "sales@cronus.com",
+        "--connector",
+        "microsoft365",
+    ]
+    assert cli(*m365)[0] == 2  # it needs its app registration
     assert (
         cli(
-            "email",
-            "accounts",
-            "add",
-            "M365",
-            "--address",
-            "sales@cronus.com",
-            "--connector",
-            "microsoft365",
+            *m365,
+            "--tenant",
+            "contoso.onmicrosoft.com",
+            "--client-id",
+            "app-id",
+            "--client-secret-env",
+            "SMTP_PASSWORD",
         )[0]
         == 0
     )

@@ -118,3 +118,68 @@ def test_an_unknown_mailbox_fails_with_graphs_error(graph: GraphEmulator) -> Non
     conn, _ = connector(graph, mailbox="nobody@cronus.com")
     with pytest.raises(PermanentSendError, match="ErrorInvalidUser"):
         conn.send(mime(), "nobody@cronus.com", ["buyer@fabrikam.com"])
+
+
+def test_microsoft_365_accounts_send_through_the_dispatcher(
+    graph: GraphEmulator, sessions, engine
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.fernet import Fernet
+
+    from domain.mail.kinds import Connector, OutboxStatus
+    from domain.mail.models import OutboxMessage
+    from jobs.mail import accounts
+    from jobs.mail.compose import compose
+    from jobs.mail.connectors import connector_factory
+    from jobs.mail.dispatch import MailDispatcher
+    from runtime.secrets import SecretBox
+
+    box = SecretBox(Fernet.generate_key())
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    with sessions.begin() as session:
+        accounts.add_account(
+            session,
+            "Sales",
+            "sales@cronus.com",
+            Connector.MICROSOFT_365,
+            secrets=box,
+            graph=accounts.GraphOptions(
+                TENANT,
+                CLIENT_ID,
+                Secret(SECRET),
+                graph_url=graph.graph_url,
+                authority_host=graph.base,
+            ),
+        )
+        first = compose(
+            session,
+            created_by="ann",
+            scenario="Sales Invoice",
+            to="buyer@fabrikam.com",
+            subject="Invoice",
+            body="b",
+            now=now,
+        ).id
+        second = compose(
+            session,
+            created_by="ann",
+            scenario="Sales Invoice",
+            to="buyer@fabrikam.com",
+            subject="Invoice 2",
+            body="b",
+            now=now,
+        ).id
+    graph.inject("/sendMail$", 429, retry_after=120)  # longer than the connector waits in place
+    factory = connector_factory(engine, box, ca_file=graph.ca_file, sleep=lambda _s: None)
+    counters = MailDispatcher(engine, factory, clock=lambda: now).run(max_seconds=5)
+    assert counters.sent == 1 and counters.retried == 1
+    with sessions() as session:
+        waiting = [
+            m for m in (session.get(OutboxMessage, first), session.get(OutboxMessage, second)) if m
+        ]
+    [message] = waiting
+    assert message.status == OutboxStatus.QUEUED
+    assert message.send_after == now + timedelta(seconds=120)
+    assert "TooManyRequests" in (message.last_error or "")
+    assert len(graph.mailboxes["sales@cronus.com"].sent) == 1

@@ -87,6 +87,23 @@ class SmtpSettings(Base):
     )
 
 
+class GraphSettings(Base):
+    """Microsoft 365 / Current User: the app registration that signs in (client credentials)."""
+
+    __tablename__ = "email_graph_settings"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("email_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant: Mapped[str] = mapped_column(String(250))
+    client_id: Mapped[str] = mapped_column(String(100))
+    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    graph_url: Mapped[str] = mapped_column(String(250), default="https://graph.microsoft.com/v1.0")
+    authority_host: Mapped[str] = mapped_column(
+        String(250), default="https://login.microsoftonline.com"
+    )
+
+
 class SubstituteSender(Base):
     """Send As / Send on Behalf: one substitute account for all processes (one row)."""
 

@@ -21,11 +21,21 @@ from domain.mail.models import (
     EmailAccount,
     EmailScenario,
     EmailViewPolicy,
+    GraphSettings,
     SmtpSettings,
     SubstituteSender,
 )
 from domain.mail.rules import MailRuleError, check_attachment_sizes, parse_address
 from runtime.secrets import Secret, SecretBox
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    tenant: str
+    client_id: str
+    client_secret: Secret
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority_host: str = "https://login.microsoftonline.com"
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ def add_account(
     rate_limit: int | None = None,
     mailbox: str | None = None,
     smtp: SmtpOptions | None = None,
+    graph: GraphOptions | None = None,
     secrets: SecretBox | None = None,
 ) -> EmailAccount:
     """The first account becomes the default."""
@@ -70,6 +81,8 @@ def add_account(
         raise MailRuleError("the rate limit is messages per minute, 0 or more (0 = no limit)")
     if connector == Connector.SMTP and smtp is None:
         raise MailRuleError("an SMTP account needs a server")
+    if connector != Connector.SMTP and graph is None:
+        raise MailRuleError(f"a {connector.value} account needs a tenant, client id and secret")
     if connector == Connector.MICROSOFT_365:
         mailbox = parse_address(mailbox or address)
     first = not session.execute(select(func.count()).select_from(EmailAccount)).scalar_one()
@@ -85,6 +98,21 @@ def add_account(
     session.flush()
     if smtp is not None:
         _add_smtp(session, account, smtp, secrets)
+    if graph is not None:
+        if secrets is None:
+            raise MailRuleError("no secret key to store the client secret with")
+        if not (graph.tenant.strip() and graph.client_id.strip()):
+            raise MailRuleError("a Microsoft 365 account needs a tenant and a client id")
+        session.add(
+            GraphSettings(
+                account_id=account.id,
+                tenant=graph.tenant.strip(),
+                client_id=graph.client_id.strip(),
+                client_secret_encrypted=secrets.encrypt(graph.client_secret),
+                graph_url=graph.graph_url,
+                authority_host=graph.authority_host,
+            )
+        )
     return account
 
 

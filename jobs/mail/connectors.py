@@ -9,13 +9,16 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from domain.mail.kinds import Connector, SmtpAuthentication
-from domain.mail.models import SmtpSettings
+from domain.mail.models import GraphSettings, SmtpSettings
+from jobs.identity import ClientCredentialsTokens
 from jobs.mail.dispatch import ConnectorFactory, MailConnector
 from jobs.mail.errors import PermanentSendError
+from jobs.mail.graph import GraphMailConnector
 from jobs.mail.smtp import SmtpConnector, SmtpTarget
 from runtime.secrets import Secret, SecretBox
 
 S = SmtpSettings.__table__
+G = GraphSettings.__table__
 
 
 def connector_factory(
@@ -23,14 +26,45 @@ def connector_factory(
     secrets: SecretBox,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    ca_file: str | None = None,
     oauth_token: Callable[[], Secret] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> ConnectorFactory:
+    """`ssl_context` / `ca_file` trust a private CA (the local emulators); production
+    leaves them unset and uses the system's trust store."""
+
     def make(account: Any) -> MailConnector:
-        if account.connector != Connector.SMTP:
-            raise PermanentSendError(
-                f"account {account.name!r}: the {account.connector} connector (Microsoft Graph) "
-                "is not part of this build yet"
-            )
+        if account.connector == Connector.SMTP:
+            return _smtp(account)
+        return _graph(account)
+
+    def _graph(account: Any) -> MailConnector:
+        with engine.connect() as conn:
+            graph = conn.execute(select(G).where(G.c.account_id == account.id)).one_or_none()
+        if graph is None:
+            raise PermanentSendError(f"account {account.name!r} has no Microsoft 365 settings")
+        verify: str | bool = ca_file or True
+        tokens = ClientCredentialsTokens(
+            graph.tenant,
+            graph.client_id,
+            secrets.decrypt(graph.client_secret_encrypted),
+            authority_host=graph.authority_host,
+            verify=verify,
+        )
+        # Current User: a background worker has no signed-in user, so it sends from the
+        # account's own mailbox; Microsoft 365 sends from the shared mailbox.
+        mailbox = account.mailbox if account.connector == Connector.MICROSOFT_365 else None
+        extra = {"sleep": sleep} if sleep is not None else {}
+        return GraphMailConnector(
+            account.name,
+            mailbox or account.address,
+            tokens,
+            graph_url=graph.graph_url,
+            verify=verify,
+            **extra,
+        )
+
+    def _smtp(account: Any) -> MailConnector:
         with engine.connect() as conn:
             smtp = conn.execute(select(S).where(S.c.account_id == account.id)).one_or_none()
         if smtp is None:

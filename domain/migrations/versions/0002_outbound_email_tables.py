@@ -219,6 +219,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id"),
     )
     op.create_table(
+        "email_graph_settings",
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("tenant", sa.String(length=250), nullable=False),
+        sa.Column("client_id", sa.String(length=100), nullable=False),
+        sa.Column("client_secret_encrypted", sa.Text(), nullable=False),
+        sa.Column("graph_url", sa.String(length=250), nullable=False),
+        sa.Column("authority_host", sa.String(length=250), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["email_accounts.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("account_id"),
+    )
+    op.create_table(
         "email_substitute_sender",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
@@ -251,6 +262,7 @@ def downgrade() -> None:
 
     op.drop_table("email_outbox_attachments")
     op.drop_table("email_substitute_sender")
+    op.drop_table("email_graph_settings")
     op.drop_table("email_smtp_settings")
     op.drop_table("email_scenarios")
     with op.batch_alter_table("email_outbox", schema=None) as batch_op:
