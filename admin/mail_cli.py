@@ -85,11 +85,12 @@ class MailCommands:
     def accounts_add(self, args: argparse.Namespace) -> None:
         connector = CONNECTORS[args.connector]
         smtp = graph = None
-        if connector != Connector.SMTP:
+        oauth = connector != Connector.SMTP or AUTH[args.auth] == SmtpAuthentication.OAUTH2
+        if oauth:
             if not (args.tenant and args.client_id and args.client_secret_env):
                 raise MailRuleError(
-                    "a Microsoft 365 or Current User account needs --tenant, --client-id and "
-                    "--client-secret-env"
+                    "a Microsoft 365 or Current User account, or SMTP with OAuth 2.0, needs "
+                    "--tenant, --client-id and --client-secret-env"
                 )
             secret = os.environ.get(args.client_secret_env)
             if not secret:
@@ -312,8 +313,8 @@ def add_mail_commands(
     p.add_argument("--user")
     p.add_argument("--password-env", help="read the password from this environment variable")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    p.add_argument("--tenant", help="Microsoft 365: the Entra tenant (id or domain)")
-    p.add_argument("--client-id", help="Microsoft 365: the app registration's client id")
+    p.add_argument("--tenant", help="Microsoft 365 or SMTP OAuth 2.0: the Entra tenant")
+    p.add_argument("--client-id", help="the app registration's client id (Entra ID)")
     p.add_argument("--client-secret-env", help="environment variable holding the client secret")
     p.add_argument("--graph-url", default="https://graph.microsoft.com/v1.0")
     p.add_argument("--authority-host", default="https://login.microsoftonline.com")

@@ -15,6 +15,7 @@ import requests
 from runtime.secrets import Secret
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+EXCHANGE_SCOPE = "https://outlook.office365.com/.default"  # SMTP AUTH and EWS, app-only
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 

@@ -27,6 +27,9 @@ from urllib.parse import parse_qs, urlparse
 from sandbox.tls import self_signed_cert
 
 Response = tuple[int, dict[str, str], Any]
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+EXCHANGE_RESOURCE = "https://outlook.office365.com"  # SMTP AUTH, EWS
+RESOURCES = {GRAPH_RESOURCE, EXCHANGE_RESOURCE}
 
 
 @dataclass
@@ -67,7 +70,8 @@ class GraphEmulator:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         self.mailboxes: dict[str, GraphMailbox] = {}
-        self.valid_tokens: set[str] = set()
+        self.valid_tokens: dict[str, str] = {}  # access token -> the resource it is for
+        self.resources = set(RESOURCES)  # resources (audiences) it issues tokens for
         self.tokens_issued = 0
         self.requests: list[tuple[str, str]] = []
         self.faults: list[Fault] = []
@@ -103,6 +107,11 @@ class GraphEmulator:
         body = {"error": {"code": code, "message": f"injected {status}"}}
         self.faults.append(Fault(re.compile(path), status, headers, body, times))
 
+    def token_valid(self, token: str, resource: str) -> bool:
+        """Is this an unexpired access token issued for `resource` (its audience)?"""
+        with self.lock:
+            return self.valid_tokens.get(token) == resource
+
     def expire_tokens(self) -> None:
         with self.lock:
             self.valid_tokens.clear()
@@ -136,7 +145,7 @@ class GraphEmulator:
         if not path.startswith("/v1.0/"):
             return _graph_error(404, "NotFound", f"no route {path}")
         auth = headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] not in self.valid_tokens:
+        if not self.token_valid(auth.removeprefix("Bearer "), GRAPH_RESOURCE):
             return _graph_error(
                 401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
             )
@@ -172,9 +181,22 @@ class GraphEmulator:
                     "error_description": "AADSTS7000215: Invalid client secret provided.",
                 },
             )
+        scope = one("scope")
+        resource = scope.removesuffix("/.default")
+        if not scope.endswith("/.default") or resource not in self.resources:
+            return (
+                400,
+                {},
+                {
+                    "error": "invalid_scope",
+                    "error_description": f"AADSTS70011: The provided value for scope {scope} "
+                    "is not valid. Client credential flows must have a scope value with "
+                    "/.default suffixed to the resource identifier (application ID URI).",
+                },
+            )
         token = secrets.token_urlsafe(24)
         with self.lock:
-            self.valid_tokens.add(token)
+            self.valid_tokens[token] = resource
             self.tokens_issued += 1
         return (
             200,

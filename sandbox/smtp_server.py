@@ -3,10 +3,13 @@ switch to drop the connection in the middle of a message the way a failing serve
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,38 @@ class Handler:
     accepted: list[Received] = field(default_factory=list)
     drop_next: int = 0  # messages to drop mid-DATA before accepting any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # XOAUTH2 (Exchange Online's SMTP AUTH with OAuth): (user, access token) -> valid?
+    # None refuses every token.
+    token_check: Callable[[str, str], bool] | None = None
+    xoauth2_users: list[str] = field(default_factory=list)
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        """SASL XOAUTH2: base64("user=" user ^A "auth=Bearer " token ^A ^A)."""
+        if self.token_check is None:
+            return AuthResult(success=False, handled=False)
+        if len(args) > 1:
+            initial = args[1]
+        else:
+            challenge = await server.challenge_auth("", encode_to_b64=False)
+            if not isinstance(challenge, bytes):
+                return AuthResult(success=False, handled=False)
+            initial = challenge.decode()
+        try:
+            fields = dict(
+                part.split("=", 1)
+                for part in base64.b64decode(initial, validate=True).decode().split("\x01")
+                if part
+            )
+        except (ValueError, binascii.Error):
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Bad XOAUTH2")
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        if self.token_check(user, token):
+            self.xoauth2_users.append(user)
+            return AuthResult(success=True, auth_data=user)
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.3 Authentication unsuccessful"
+        )
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:

@@ -352,3 +352,77 @@ def test_sent_emails_are_filtered_by_the_viewers_policy(sessions, engine, secret
     with sessions.begin() as session:
         accounts.set_view_policy(session, "carol", ViewPolicy.OWN)
     assert not sees("carol")
+
+
+def test_the_email_dispatch_entry_sleeps_on_an_empty_outbox_and_wakes_on_compose(
+    settings, secrets, smtp, tmp_path, monkeypatch
+) -> None:
+    """The job-queue way: an email-dispatch entry that finds the outbox empty sleeps with its
+    inactivity timeout; composing a message wakes it at once and the message is sent."""
+    from admin import entries as ops
+    from admin.processes import EmbeddedSystem
+    from domain.clock import utcnow
+    from domain.status import EntryStatus
+    from jobs.registry import registry
+    from tests.conftest import wait_until
+    from tests.helpers import entry, finished_logs
+
+    key = Fernet.generate_key()
+    monkeypatch.setenv("JOBQUEUE_SECRET_KEY", key.decode())
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "smtp.crt"))
+    box = SecretBox(key)
+    with EmbeddedSystem(settings, threads=2, migrate=False) as system:
+        sessions = system.app.session_factory
+        with sessions.begin() as session:
+            smtp_account(session, box, smtp, "General", "office@cronus.com")
+            ops.add_entry(
+                session,
+                "EMAIL-OUTBOX",
+                "email-dispatch",
+                {
+                    "recurring": True,
+                    "minutes_between_runs": 1,
+                    "inactivity_timeout_minutes": 60,
+                    "parameter_string": "max_seconds=5",
+                },
+                registry,
+                utcnow(),
+                settings.tz,
+            )
+        wait_until(
+            lambda: entry(sessions, "EMAIL-OUTBOX").status == EntryStatus.ON_HOLD_INACTIVITY,
+            timeout=20,
+        )
+        with sessions.begin() as session:
+            compose(
+                session,
+                created_by="ann",
+                scenario="Notification",
+                to="a@fabrikam.com",
+                subject="one",
+                body="b",
+                now=utcnow(),
+                tz=settings.tz,
+            )
+        wait_until(lambda: len(smtp.handler.accepted) == 1, timeout=20)
+        wait_until(lambda: len(finished_logs(sessions, "EMAIL-OUTBOX")) == 2, timeout=20)
+        # It sent, so it keeps its one-minute cadence instead of sleeping.
+        assert entry(sessions, "EMAIL-OUTBOX").status == EntryStatus.READY
+
+
+def test_a_message_waiting_for_its_retry_counts_as_work_left(
+    sessions, engine, secrets, smtp
+) -> None:
+    """The dispatch job reports activity while a retry is pending, so its entry keeps its
+    cadence instead of sleeping through the retry."""
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "General", "office@cronus.com")
+    send(sessions, "Notification")
+    smtp.handler.drop_next = 1
+    first = dispatcher(engine, secrets, smtp, Clock(T0))
+    first.backoff_seconds = 60
+    counters = first.run(max_seconds=5)
+    assert counters.sent == 0 and counters.retried == 1
+    assert counters.waiting == 1
+    later = dispatcher(engine, secrets, smtp, Clock(T0 + timedelta(minutes=2))).run(max_seconds=5)
+    assert later.sent == 1 and later.waiting == 0

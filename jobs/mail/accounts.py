@@ -81,6 +81,13 @@ def add_account(
         raise MailRuleError("the rate limit is messages per minute, 0 or more (0 = no limit)")
     if connector == Connector.SMTP and smtp is None:
         raise MailRuleError("an SMTP account needs a server")
+    if smtp is not None and smtp.authentication == SmtpAuthentication.OAUTH2:
+        if graph is None:
+            raise MailRuleError(
+                "SMTP with OAuth 2.0 needs an app registration: tenant, client id and secret"
+            )
+        if not smtp.user_name:
+            raise MailRuleError("SMTP with OAuth 2.0 needs the user name (mailbox) to sign in as")
     if connector != Connector.SMTP and graph is None:
         raise MailRuleError(f"a {connector.value} account needs a tenant, client id and secret")
     if connector == Connector.MICROSOFT_365:

@@ -10,12 +10,12 @@ from sqlalchemy import Engine, select
 
 from domain.mail.kinds import Connector, SmtpAuthentication
 from domain.mail.models import GraphSettings, SmtpSettings
-from jobs.identity import ClientCredentialsTokens
+from jobs.identity import EXCHANGE_SCOPE, GRAPH_SCOPE, ClientCredentialsTokens
 from jobs.mail.dispatch import ConnectorFactory, MailConnector
 from jobs.mail.errors import PermanentSendError
 from jobs.mail.graph import GraphMailConnector
 from jobs.mail.smtp import SmtpConnector, SmtpTarget
-from runtime.secrets import Secret, SecretBox
+from runtime.secrets import SecretBox
 
 S = SmtpSettings.__table__
 G = GraphSettings.__table__
@@ -27,7 +27,6 @@ def connector_factory(
     *,
     ssl_context: ssl.SSLContext | None = None,
     ca_file: str | None = None,
-    oauth_token: Callable[[], Secret] | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> ConnectorFactory:
     """`ssl_context` / `ca_file` trust a private CA (the local emulators); production
@@ -38,19 +37,30 @@ def connector_factory(
             return _smtp(account)
         return _graph(account)
 
-    def _graph(account: Any) -> MailConnector:
+    verify: str | bool = ca_file or True
+
+    def _registration(account: Any) -> Any:
         with engine.connect() as conn:
-            graph = conn.execute(select(G).where(G.c.account_id == account.id)).one_or_none()
-        if graph is None:
-            raise PermanentSendError(f"account {account.name!r} has no Microsoft 365 settings")
-        verify: str | bool = ca_file or True
-        tokens = ClientCredentialsTokens(
-            graph.tenant,
-            graph.client_id,
-            secrets.decrypt(graph.client_secret_encrypted),
-            authority_host=graph.authority_host,
+            row = conn.execute(select(G).where(G.c.account_id == account.id)).one_or_none()
+        if row is None:
+            raise PermanentSendError(
+                f"account {account.name!r} has no app registration (tenant, client id, secret)"
+            )
+        return row
+
+    def _tokens(registration: Any, scope: str) -> ClientCredentialsTokens:
+        return ClientCredentialsTokens(
+            registration.tenant,
+            registration.client_id,
+            secrets.decrypt(registration.client_secret_encrypted),
+            scope=scope,
+            authority_host=registration.authority_host,
             verify=verify,
         )
+
+    def _graph(account: Any) -> MailConnector:
+        graph = _registration(account)
+        tokens = _tokens(graph, GRAPH_SCOPE)
         # Current User: a background worker has no signed-in user, so it sends from the
         # account's own mailbox; Microsoft 365 sends from the shared mailbox.
         mailbox = account.mailbox if account.connector == Connector.MICROSOFT_365 else None
@@ -69,10 +79,9 @@ def connector_factory(
             smtp = conn.execute(select(S).where(S.c.account_id == account.id)).one_or_none()
         if smtp is None:
             raise PermanentSendError(f"account {account.name!r} has no SMTP settings")
-        if smtp.authentication == SmtpAuthentication.OAUTH2 and oauth_token is None:
-            raise PermanentSendError(
-                f"account {account.name!r} uses OAuth 2.0 but no token source is configured"
-            )
+        tokens = None
+        if smtp.authentication == SmtpAuthentication.OAUTH2:
+            tokens = _tokens(_registration(account), EXCHANGE_SCOPE)
         password = secrets.decrypt(smtp.password_encrypted) if smtp.password_encrypted else None
         return SmtpConnector(
             SmtpTarget(
@@ -83,7 +92,7 @@ def connector_factory(
                 authentication=smtp.authentication,
                 user_name=smtp.user_name,
                 password=password,
-                token=oauth_token,
+                tokens=tokens,
                 ssl_context=ssl_context,
             )
         )

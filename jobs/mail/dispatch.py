@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from domain.clock import utcnow
 from domain.mail.kinds import OutboxStatus
@@ -53,6 +53,7 @@ class DispatchCounters:
     failed: int = 0
     rate_limited: int = 0
     reconciled: int = 0
+    waiting: int = 0  # still queued when the run ended (retry backoff, later send time)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -135,7 +136,14 @@ class MailDispatcher:
                 continue
             handled += 1
             self._send(claim, counters)
+        counters.waiting = self.queued()
         return counters
+
+    def queued(self) -> int:
+        """Messages still waiting to be sent, now or later."""
+        with self.engine.connect() as conn:
+            stmt = select(func.count()).select_from(O).where(O.c.status == OutboxStatus.QUEUED)
+            return int(conn.execute(stmt).scalar_one())
 
     def reconcile(self) -> int:
         cutoff = self.clock() - self.stale_after

@@ -1,5 +1,5 @@
 """The `email-dispatch` job: sends what is queued in the outbox, within each account's
-per-minute limit. An outbox with nothing due reports no activity, so the entry may
+per-minute limit. An empty outbox reports no activity, so the entry may
 sleep with its inactivity timeout; composing a message wakes it (data kind
 `email-outbox`)."""
 
@@ -34,5 +34,7 @@ def email_dispatch(parameters: str, ctx: JobContext) -> JobOutcome:
     assert isinstance(engine, Engine)
     dispatcher = MailDispatcher(engine, connector_factory(engine, SecretBox.from_env()))
     counters = dispatcher.run(max_seconds=max_seconds, cancelled=ctx.cancelled.is_set)
-    activity = bool(counters.sent or counters.failed or counters.retried or counters.rate_limited)
+    # Messages waiting for a retry or a later send time keep the entry on its cadence;
+    # only an empty outbox lets it sleep.
+    activity = bool(counters.sent or counters.failed or counters.waiting)
     return JobOutcome(activity=activity, counters=counters.as_dict())

@@ -4,15 +4,15 @@ worked; they never carry the password or the token."""
 
 from __future__ import annotations
 
-import base64
 import smtplib
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Protocol
 
 from domain.mail.kinds import SecureConnection, SmtpAuthentication
+from jobs.identity import SignInError
 from jobs.mail.errors import PermanentSendError, TransientSendError
 from runtime.logs import get_logger
 from runtime.secrets import Secret
@@ -31,14 +31,18 @@ class SmtpTarget:
     authentication: SmtpAuthentication
     user_name: str = ""
     password: Secret | None = None
-    token: Callable[[], Secret] | None = None  # OAuth 2.0 access token source (MSAL)
+    tokens: TokenSource | None = None  # OAuth 2.0 access tokens (MSAL client credentials)
     ssl_context: ssl.SSLContext | None = None
 
 
+class TokenSource(Protocol):
+    def token(self, refresh: bool = False) -> Secret: ...
+
+
 def xoauth2(user: str, token: Secret) -> str:
-    """The SASL XOAUTH2 initial response (Microsoft's and Google's documented format)."""
-    raw = f"user={user}\x01auth=Bearer {token.reveal()}\x01\x01"
-    return base64.b64encode(raw.encode()).decode()
+    """The SASL XOAUTH2 initial response before base64 (smtplib encodes it), in
+    Microsoft's and Google's documented format."""
+    return f"user={user}\x01auth=Bearer {token.reveal()}\x01\x01"
 
 
 def _classify(exc: Exception) -> TransientSendError | PermanentSendError:
@@ -104,13 +108,7 @@ class SmtpConnector:
                 assert t.password is not None
                 self._login(client, t.user_name, t.password)
             elif t.authentication == SmtpAuthentication.OAUTH2:
-                assert t.token is not None
-                token = t.token()
-                client.auth(
-                    "XOAUTH2",
-                    lambda _challenge=None: xoauth2(t.user_name, token),
-                    initial_response_ok=True,
-                )
+                self._oauth2(client)
             else:
                 return
         except smtplib.SMTPAuthenticationError as exc:
@@ -124,6 +122,27 @@ class SmtpConnector:
                 f"SMTP authentication failed for {t.user_name!r} ({exc.smtp_code})"
             ) from None
         log.info("smtp.authentication_succeeded", account=t.account, user=t.user_name)
+
+    def _oauth2(self, client: smtplib.SMTP) -> None:
+        """XOAUTH2 with a cached token; a refused token (expired, revoked) is replaced
+        once by a fresh one before the refusal counts."""
+        t = self.target
+        assert t.tokens is not None
+        for refresh in (False, True):
+            try:
+                token = t.tokens.token(refresh=refresh)
+            except SignInError as exc:
+                raise PermanentSendError(f"{t.account}: {exc}") from None
+            try:
+                client.auth(
+                    "XOAUTH2",
+                    lambda _challenge=None, token=token: xoauth2(t.user_name, token),
+                    initial_response_ok=True,
+                )
+                return
+            except smtplib.SMTPAuthenticationError:
+                if refresh:
+                    raise
 
     @staticmethod
     def _login(client: smtplib.SMTP, user: str, password: Secret) -> None:
