@@ -13,32 +13,18 @@ import base64
 import json
 import re
 import secrets
-import ssl
-import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
-from sandbox.tls import self_signed_cert
+from sandbox.https import Fault, HttpsEmulator, Request, Response
 
-Response = tuple[int, dict[str, str], Any]
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 EXCHANGE_RESOURCE = "https://outlook.office365.com"  # SMTP AUTH, EWS
 RESOURCES = {GRAPH_RESOURCE, EXCHANGE_RESOURCE}
-
-
-@dataclass
-class Fault:
-    path: re.Pattern[str]
-    status: int
-    headers: dict[str, str]
-    body: Any
-    times: int
 
 
 @dataclass
@@ -62,35 +48,21 @@ def _graph_error(status: int, code: str, message: str) -> Response:
     return status, {}, {"error": {"code": code, "message": message}}
 
 
-class GraphEmulator:
+class GraphEmulator(HttpsEmulator):
     def __init__(self, folder: Path, tenant: str, client_id: str, client_secret: str) -> None:
+        super().__init__(folder, "graph")
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
-        cert, key = self_signed_cert(folder, "graph")
-        self.ca_file = str(cert)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
         self.mailboxes: dict[str, GraphMailbox] = {}
         self.valid_tokens: dict[str, str] = {}  # access token -> the resource it is for
         self.resources = set(RESOURCES)  # resources (audiences) it issues tokens for
         self.tokens_issued = 0
-        self.requests: list[tuple[str, str]] = []
-        self.faults: list[Fault] = []
         self.uploads: dict[str, _Upload] = {}
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
         self.graph_url = f"{self.base}/v1.0"
         self.authority = f"{self.base}/{tenant}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> GraphEmulator:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def add_mailbox(self, address: str) -> GraphMailbox:
         box = GraphMailbox(address.lower())
@@ -105,7 +77,7 @@ class GraphEmulator:
             status, "InternalServerError"
         )
         body = {"error": {"code": code, "message": f"injected {status}"}}
-        self.faults.append(Fault(re.compile(path), status, headers, body, times))
+        self.add_fault(Fault(re.compile(path), status, headers, body, times))
 
     def token_valid(self, token: str, resource: str) -> bool:
         """Is this an unexpired access token issued for `resource` (its audience)?"""
@@ -117,13 +89,8 @@ class GraphEmulator:
             self.valid_tokens.clear()
 
     # -- routing ---------------------------------------------------------------------------
-    def _route(self, method: str, path: str, headers: Any, body: bytes) -> Response:
-        with self.lock:
-            self.requests.append((method, path))
-            for fault in self.faults:
-                if fault.times > 0 and fault.path.search(path):
-                    fault.times -= 1
-                    return fault.status, fault.headers, fault.body
+    def route(self, request: Request) -> Response:
+        method, path, headers, body = request.method, request.path, request.headers, request.body
         tenant = re.escape(self.tenant)
         if method == "GET" and re.fullmatch(
             rf"/{tenant}/v2\.0/\.well-known/openid-configuration", path
@@ -303,39 +270,3 @@ class GraphEmulator:
             },
             None,
         )
-
-    def _handler(self) -> Callable[..., BaseHTTPRequestHandler]:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, headers, payload = emulator._route(
-                    method, urlparse(self.path).path, self.headers, body
-                )
-                data = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                if payload is not None:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_PUT(self) -> None:
-                self._serve("PUT")
-
-        return Handler

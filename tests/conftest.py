@@ -17,6 +17,8 @@ import redis
 from sqlalchemy import Engine, text
 
 import domain.mail.models  # noqa: F401  (every table is emptied between tests)
+import domain.sales.integration  # noqa: F401
+import domain.sales.models  # noqa: F401
 import jobs.builtin  # noqa: F401
 from domain.db import make_engine, make_session_factory
 from domain.migrations import upgrade

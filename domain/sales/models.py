@@ -1,0 +1,171 @@
+"""The Business Central side of the sales data the Dynamics 365 Sales jobs read.
+
+Every table records when a record last changed and who changed it: the sync jobs
+find work by those watermarks and skip what the integration user wrote.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from domain.models import Base, UTCDateTime
+
+Money = Numeric(18, 4)
+
+
+class Tracked:
+    """Last modification time and user, indexed for the sync jobs' watermark reads."""
+
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_by: Mapped[str] = mapped_column(String(50), default="")
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:  # noqa: N805
+        name = cls.__tablename__  # type: ignore[attr-defined]
+        return (Index(f"ix_{name}_modified_at", "modified_at"),)
+
+
+class UnitOfMeasure(Tracked, Base):
+    __tablename__ = "units_of_measure"
+    code: Mapped[str] = mapped_column(String(10), primary_key=True)
+    description: Mapped[str] = mapped_column(String(50), default="")
+
+
+class Item(Tracked, Base):
+    __tablename__ = "items"
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    description: Mapped[str] = mapped_column(String(100), default="")
+    base_unit_of_measure: Mapped[str] = mapped_column(String(10), default="")
+    unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Resource(Tracked, Base):
+    __tablename__ = "resources"
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    base_unit_of_measure: Mapped[str] = mapped_column(String(10), default="")
+    unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Salesperson(Tracked, Base):
+    __tablename__ = "salespersons"
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), default="")
+    email: Mapped[str] = mapped_column(String(80), default="")
+
+
+class CustomerPriceGroup(Tracked, Base):
+    __tablename__ = "customer_price_groups"
+    code: Mapped[str] = mapped_column(String(10), primary_key=True)
+    description: Mapped[str] = mapped_column(String(100), default="")
+
+
+class Customer(Tracked, Base):
+    __tablename__ = "customers"
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str] = mapped_column(String(80), default="")
+    phone_no: Mapped[str] = mapped_column(String(30), default="")
+    city: Mapped[str] = mapped_column(String(30), default="")
+    salesperson_code: Mapped[str] = mapped_column(String(20), default="")
+    customer_price_group: Mapped[str] = mapped_column(String(10), default="")
+    credit_limit: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # Figures the Customer Statistics job sends; they change with postings.
+    balance: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    outstanding_orders: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    shipped_not_invoiced: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    total_sales: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    statistics_modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SalesPrice(Tracked, Base):
+    __tablename__ = "sales_prices"
+    __table_args__ = (
+        UniqueConstraint(
+            "sales_type",
+            "sales_code",
+            "item_no",
+            "unit_of_measure_code",
+            "minimum_quantity",
+            "starting_date",
+            name="uq_sales_prices_key",
+        ),
+        Index("ix_sales_prices_modified_at", "modified_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sales_type: Mapped[str] = mapped_column(String(30))  # Customer, Customer Price Group, ...
+    sales_code: Mapped[str] = mapped_column(String(20), default="")
+    item_no: Mapped[str] = mapped_column(String(20))
+    unit_of_measure_code: Mapped[str] = mapped_column(String(10), default="")
+    minimum_quantity: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    starting_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    ending_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class SalesInvoiceHeader(Tracked, Base):
+    """A posted sales invoice."""
+
+    __tablename__ = "sales_invoice_headers"
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    customer_no: Mapped[str] = mapped_column(String(20))
+    salesperson_code: Mapped[str] = mapped_column(String(20), default="")
+    customer_price_group: Mapped[str] = mapped_column(String(10), default="")
+    posting_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    currency_code: Mapped[str] = mapped_column(String(10), default="")
+    amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    amount_including_vat: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+
+
+class SalesInvoiceLine(Base):
+    """Lines change only with their header, whose modification time they share."""
+
+    __tablename__ = "sales_invoice_lines"
+    document_no: Mapped[str] = mapped_column(
+        ForeignKey("sales_invoice_headers.no", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))  # Item, Resource
+    no: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(String(100), default="")
+    quantity: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    unit_of_measure_code: Mapped[str] = mapped_column(String(10), default="")
+    unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    line_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+
+
+def table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+LOCAL_MODELS: dict[str, type[Base]] = {
+    m.__tablename__: m
+    for m in (
+        UnitOfMeasure,
+        Item,
+        Resource,
+        Salesperson,
+        CustomerPriceGroup,
+        Customer,
+        SalesPrice,
+        SalesInvoiceHeader,
+    )
+}
