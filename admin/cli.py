@@ -15,6 +15,7 @@ import jobs.builtin
 import jobs.mail.job  # noqa: F401  (registers email-dispatch)
 from admin import entries as ops
 from admin.mail_cli import add_mail_commands
+from admin.sales import add_sales_commands
 from admin.tables import render_table
 from domain.clock import utcnow
 from domain.db import make_engine, make_session_factory
@@ -337,6 +338,7 @@ def build_parser(settings: Settings) -> _Parser:
     with_code(categories, "add", c.categories_add, "add a category").add_argument("--description")
     command(sub, "jobs", c.jobs_list, "list the registered jobs")
     add_mail_commands(sub, settings, lambda: c.sessions, _Parser)
+    add_sales_commands(sub, settings, lambda: c.sessions, _Parser)
     command(sub, "scheduler", c.scheduler, "run the scheduler (APScheduler) process")
     p = command(sub, "worker", c.worker, "run a Dramatiq worker pool")
     p.add_argument("--processes", type=_whole(1, "processes"), default=settings.worker_processes)

@@ -51,11 +51,18 @@ class Settings:
     worker_processes: int = 2
     worker_threads: int = 8
     log_level: str = "INFO"
+    # An extra CA the clients of outside services trust (a TLS-inspecting proxy, the sandbox).
+    ca_file: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def verify(self) -> str | bool:
+        """What HTTPS clients verify servers against: the extra CA, else the system's."""
+        return self.ca_file or True
 
     @property
     def embedded(self) -> bool:
@@ -86,5 +93,6 @@ class Settings:
             worker_processes=_int(env, "JOBQUEUE_WORKER_PROCESSES", 2),
             worker_threads=_int(env, "JOBQUEUE_WORKER_THREADS", 8),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            ca_file=env.get("JOBQUEUE_CA_FILE") or None,
             extra={k: v for k, v in env.items() if k.startswith("JOBQUEUE_")},
         )

@@ -16,8 +16,8 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-import domain.mail.models  # noqa: F401  (every table is emptied between tests)
-import domain.sales.integration  # noqa: F401
+import domain.mail.models
+import domain.sales.integration
 import domain.sales.models  # noqa: F401
 import jobs.builtin  # noqa: F401
 from domain.db import make_engine, make_session_factory

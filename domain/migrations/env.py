@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import domain.mail.models  # noqa: F401  (registers the email tables)
-import domain.sales.integration  # noqa: F401  (registers the sales integration tables)
+import domain.mail.models
+import domain.sales.integration
 import domain.sales.models  # noqa: F401  (registers the local sales tables)
 from domain.db import make_engine
 from domain.models import Base

@@ -35,7 +35,7 @@ class Tracked:
     modified_by: Mapped[str] = mapped_column(String(50), default="")
 
     @declared_attr.directive
-    def __table_args__(cls) -> tuple[Any, ...]:  # noqa: N805
+    def __table_args__(cls) -> tuple[Any, ...]:
         name = cls.__tablename__  # type: ignore[attr-defined]
         return (Index(f"ix_{name}_modified_at", "modified_at"),)
 

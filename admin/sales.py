@@ -1,0 +1,247 @@
+"""`jobqueue sales ...`: set up the Dynamics 365 Sales connection and its default
+mappings and job-queue entries; read couplings, runs and errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import jobs.sales.job  # noqa: F401  (registers dataverse-sync)
+from admin import entries as ops
+from admin.tables import render_table
+from domain.clock import utcnow
+from domain.models import JobQueueCategory, JobQueueEntry
+from domain.sales.defaults import CATEGORY, DEFAULTS, MappingDef
+from domain.sales.integration import (
+    Coupling,
+    IntegrationFieldMapping,
+    IntegrationTableMapping,
+    PendingRecord,
+    SyncError,
+    SyncRun,
+)
+from jobs.identity import PUBLIC_AUTHORITY_HOST
+from jobs.registry import registry
+from jobs.sales.connection import ConnectionError_, save_connection
+from runtime.secrets import Secret, SecretBox
+from runtime.settings import Settings
+
+
+def install_mapping(session: Session, spec: MappingDef) -> None:
+    """(Re)writes a mapping and its field mappings as the defaults have them."""
+    session.execute(
+        delete(IntegrationFieldMapping).where(IntegrationFieldMapping.mapping_name == spec.name)
+    )
+    existing = session.get(IntegrationTableMapping, spec.name)
+    if existing is not None:
+        session.delete(existing)
+        session.flush()
+    session.add(
+        IntegrationTableMapping(
+            name=spec.name,
+            local_table=spec.local_table,
+            dataverse_table=spec.dataverse_table,
+            direction=spec.direction,
+            local_filter=dict(spec.local_filter),
+            dataverse_filter=spec.dataverse_filter,
+            only_coupled=spec.only_coupled,
+            dependencies=list(spec.dependencies),
+            update_conflict=spec.update_conflict,
+            deletion_conflict=spec.deletion_conflict,
+        )
+    )
+    session.flush()
+    for position, f in enumerate(spec.fields):
+        session.add(
+            IntegrationFieldMapping(
+                mapping_name=spec.name,
+                position=position,
+                local_field=f.local_field,
+                dataverse_attribute=f.attribute,
+                direction=f.direction,
+                constant=f.constant,
+                transform=f.transform,
+                validate=f.validate,
+            )
+        )
+
+
+def setup_defaults(session: Session, now: datetime, tz: tzinfo) -> list[str]:
+    """The default mappings and one recurring entry each, in one category, in dependency
+    order: an earlier mapping has the higher priority, so within the category it runs
+    first whenever several are due."""
+    if session.get(JobQueueCategory, CATEGORY) is None:
+        ops.add_category(session, CATEGORY, "Dynamics 365 Sales synchronization")
+    codes = []
+    for position, spec in enumerate(DEFAULTS):
+        install_mapping(session, spec)
+        changes: dict[str, Any] = {
+            "description": f"{spec.description} - Dynamics 365 Sales synchronization job",
+            "parameter_string": f"mapping={spec.name}",
+            "recurring": True,
+            "minutes_between_runs": spec.minutes_between_runs,
+            "inactivity_timeout_minutes": spec.inactivity_timeout,
+            "category_code": CATEGORY,
+            "priority": 1000 - position * 10,
+            "maximum_attempts": 3,
+            "rerun_delay_seconds": 60,
+        }
+        entry = session.execute(
+            select(JobQueueEntry).where(JobQueueEntry.code == spec.entry_code)
+        ).scalar_one_or_none()
+        if entry is None:
+            ops.add_entry(session, spec.entry_code, "dataverse-sync", changes, registry, now, tz)
+        else:
+            ops.edit_entry(session, spec.entry_code, changes, registry, now, tz)
+        codes.append(spec.entry_code)
+    return codes
+
+
+def _secret(env_name: str | None) -> Secret:
+    if not env_name:
+        raise ConnectionError_("--client-secret-env names the variable holding the secret")
+    value = os.environ.get(env_name)
+    if not value:
+        raise ConnectionError_(f"environment variable {env_name} is empty or not set")
+    return Secret(value)
+
+
+class SalesCommands:
+    def __init__(self, settings: Settings, sessions: Callable[[], sessionmaker[Session]]) -> None:
+        self.settings = settings
+        self._sessions = sessions
+
+    def setup(self, args: argparse.Namespace) -> None:
+        with self._sessions().begin() as session:
+            save_connection(
+                session,
+                SecretBox.from_env(),
+                url=args.url,
+                tenant=args.tenant,
+                client_id=args.client_id,
+                client_secret=_secret(args.client_secret_env),
+                authority_host=args.authority_host,
+            )
+            codes = setup_defaults(session, utcnow(), self.settings.tz)
+        print(f"connected to {args.url}; entries in category {CATEGORY}: {', '.join(codes)}")
+
+    def mappings(self, _args: argparse.Namespace) -> None:
+        with self._sessions()() as session:
+            rows = session.execute(select(IntegrationTableMapping)).scalars().all()
+            order = {s.name: i for i, s in enumerate(DEFAULTS)}
+            rows = sorted(rows, key=lambda m: order.get(m.name, 99))
+            print(
+                render_table(
+                    ("mapping", "local", "dataverse", "direction", "watermark"),
+                    [
+                        (
+                            m.name,
+                            m.local_table,
+                            m.dataverse_table,
+                            m.direction.value,
+                            str(m.local_watermark or ""),
+                        )
+                        for m in rows
+                    ],
+                )
+            )
+
+    def couplings(self, args: argparse.Namespace) -> None:
+        with self._sessions()() as session:
+            stmt = select(Coupling).order_by(Coupling.local_table, Coupling.local_id)
+            if args.table:
+                stmt = stmt.where(Coupling.local_table == args.table)
+            rows = session.execute(stmt).scalars().all()
+            print(
+                render_table(
+                    ("local table", "local id", "dataverse", "id", "result"),
+                    [
+                        (
+                            c.local_table,
+                            c.local_id,
+                            c.dataverse_table,
+                            c.dataverse_id,
+                            c.last_result.value,
+                        )
+                        for c in rows
+                    ],
+                )
+            )
+
+    def runs(self, args: argparse.Namespace) -> None:
+        with self._sessions()() as session:
+            stmt = select(SyncRun).order_by(SyncRun.id.desc()).limit(args.limit)
+            rows = session.execute(stmt).scalars().all()
+            print(
+                render_table(
+                    ("run", "mapping", "ins", "mod", "del", "same", "skip", "fail", "conflict"),
+                    [
+                        (
+                            r.id,
+                            r.mapping_name,
+                            r.inserted,
+                            r.modified,
+                            r.deleted,
+                            r.unchanged,
+                            r.skipped,
+                            r.failed,
+                            r.conflicts,
+                        )
+                        for r in rows
+                    ],
+                )
+            )
+
+    def errors(self, args: argparse.Namespace) -> None:
+        with self._sessions()() as session:
+            stmt = select(SyncError).order_by(SyncError.id.desc()).limit(args.limit)
+            rows = session.execute(stmt).scalars().all()
+            pending = session.execute(select(PendingRecord)).scalars().all()
+            print(
+                render_table(
+                    ("run", "mapping", "record", "result", "message"),
+                    [
+                        (e.run_id, e.mapping_name, e.local_id, e.result.value, e.message)
+                        for e in rows
+                    ],
+                )
+            )
+            print(f"{len(pending)} record(s) waiting to be retried")
+
+
+def add_sales_commands(
+    sub: Any,
+    settings: Settings,
+    sessions: Callable[[], sessionmaker[Session]],
+    parser_class: type[argparse.ArgumentParser],
+) -> None:
+    s = SalesCommands(settings, sessions)
+    sales = sub.add_parser("sales", help="Dynamics 365 Sales synchronization").add_subparsers(
+        dest="sales_command", required=True, parser_class=parser_class
+    )
+    p = sales.add_parser("setup", help="connect and create the default mappings and entries")
+    p.set_defaults(handler=s.setup)
+    p.add_argument("--url", required=True, help="the environment, https://<org>.crm.dynamics.com")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--client-id", required=True)
+    p.add_argument("--client-secret-env", required=True, help="variable holding the secret")
+    p.add_argument("--authority-host", default=PUBLIC_AUTHORITY_HOST)
+    sales.add_parser("mappings", help="the integration table mappings").set_defaults(
+        func=s.mappings
+    )
+    p = sales.add_parser("couplings", help="coupled records")
+    p.set_defaults(handler=s.couplings)
+    p.add_argument("--table")
+    for name, func, help_text in (
+        ("runs", s.runs, "the last synchronization runs and their counters"),
+        ("errors", s.errors, "failed, skipped and conflicting records"),
+    ):
+        p = sales.add_parser(name, help=help_text)
+        p.set_defaults(handler=func)
+        p.add_argument("--limit", type=int, default=30)

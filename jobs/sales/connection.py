@@ -1,0 +1,89 @@
+"""The Dataverse connection: one stored row; the client secret encrypted at rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from domain.sales.integration import DataverseConnection
+from domain.sales.models import table
+from jobs.dataverse.client import DataverseClient
+from jobs.identity import PUBLIC_AUTHORITY_HOST, ClientCredentialsTokens
+from runtime.secrets import Secret, SecretBox
+
+DC = table(DataverseConnection)
+
+
+class ConnectionError_(ValueError):
+    """The connection is missing or its settings are unusable."""
+
+
+def check_url(url: str) -> str:
+    parsed = urlparse(url.strip())
+    if parsed.scheme != "https" or not parsed.netloc or parsed.path.strip("/"):
+        raise ConnectionError_(
+            f"the Dataverse URL must be the environment's https address, such as "
+            f"https://contoso.crm.dynamics.com, got {url!r}"
+        )
+    return f"https://{parsed.netloc}"
+
+
+def save_connection(
+    session: Session,
+    box: SecretBox,
+    *,
+    url: str,
+    tenant: str,
+    client_id: str,
+    client_secret: Secret,
+    authority_host: str = PUBLIC_AUTHORITY_HOST,
+) -> DataverseConnection:
+    url = check_url(url)
+    if not tenant.strip() or not client_id.strip():
+        raise ConnectionError_("the connection needs a tenant and a client id")
+    if not client_secret.reveal():
+        raise ConnectionError_("the connection needs a client secret")
+    row = session.get(DataverseConnection, 1) or DataverseConnection(id=1)
+    if row.url and row.url != url:
+        row.integration_user_id = None  # another environment: another application user
+        row.default_price_list_id = None
+    row.url, row.tenant, row.client_id = url, tenant.strip(), client_id.strip()
+    row.client_secret_encrypted = box.encrypt(client_secret)
+    row.authority_host = authority_host
+    row.enabled = True
+    session.add(row)
+    return row
+
+
+@dataclass
+class Connected:
+    client: DataverseClient
+    integration_user_id: str
+
+
+def connect(db: Engine, box: SecretBox, verify: str | bool = True) -> Connected:
+    """A client signed in as the app registration, and the integration user it acts as."""
+    with db.connect() as conn:
+        row = conn.execute(select(DC)).one_or_none()
+    if row is None:
+        raise ConnectionError_("no Dataverse connection is set up (jobqueue sales setup)")
+    if not row.enabled:
+        raise ConnectionError_("the Dataverse connection is disabled")
+    tokens = ClientCredentialsTokens(
+        row.tenant,
+        row.client_id,
+        box.decrypt(row.client_secret_encrypted),
+        scope=f"{row.url}/.default",
+        authority_host=row.authority_host,
+        verify=verify,
+    )
+    client = DataverseClient(row.url, tokens, verify=verify)
+    user = row.integration_user_id
+    if user is None:
+        user = client.whoami()
+        with db.begin() as conn:
+            conn.execute(update(DC).where(DC.c.id == 1).values(integration_user_id=user))
+    return Connected(client, user)

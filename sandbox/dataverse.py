@@ -1,0 +1,535 @@
+"""A local Dataverse Web API (v9.2) over HTTPS, answering the requests the sync jobs
+make with the documented shapes: entity sets with `@odata.etag`, `modifiedon`
+(to the second, as Dataverse keeps it), `_modifiedby_value`, lookups set through
+`@odata.bind` and read back as `_<name>_value`; `$select`, `$filter`, `$orderby`,
+paging by `Prefer: odata.maxpagesize` and `@odata.nextLink`; upsert with
+`If-None-Match: *`, optimistic concurrency with `If-Match`; `$batch` with atomic
+change sets; `WhoAmI`; error JSON `{"error": {"code", "message"}}`.
+
+Tokens are checked against the identity emulator (`GraphEmulator` serves the
+identity platform) for the audience of this environment's URL. Switches inject
+429 with Retry-After, 5xx (before or after the request took effect), malformed
+answers and expired tokens. `edit` changes a row as a person in Dataverse would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jobs.dataverse.batch import parse_http_message
+from sandbox.graph import GraphEmulator
+from sandbox.https import Fault, HttpsEmulator, Request, Response
+
+API = "/api/data/v9.2/"
+KEYS = {
+    "uomschedules": "uomscheduleid",
+    "uoms": "uomid",
+    "products": "productid",
+    "pricelevels": "pricelevelid",
+    "productpricelevels": "productpricelevelid",
+    "invoices": "invoiceid",
+    "invoicedetails": "invoicedetailid",
+    "accounts": "accountid",
+    "systemusers": "systemuserid",
+}
+LOGICAL = {s: k.removesuffix("id") for s, k in KEYS.items()}
+REQUIRED = {
+    "uomschedules": ["name", "baseuomname"],
+    "products": ["name", "productnumber", "_defaultuomscheduleid_value", "_defaultuomid_value"],
+    "pricelevels": ["name"],
+    "productpricelevels": ["_pricelevelid_value", "_productid_value", "_uomid_value"],
+    "invoices": ["name", "_customerid_value", "_pricelevelid_value"],
+    "invoicedetails": ["_invoiceid_value", "quantity"],
+    "accounts": ["name"],
+}
+UNIQUE = {"products": "productnumber", "uomschedules": "name", "pricelevels": "name"}
+# Navigation properties whose lookup column has another name.
+NAVIGATION = {"customerid_account": "customerid", "parentcustomerid_account": "parentcustomerid"}
+GUID = r"[0-9a-fA-F-]{36}"
+
+
+class ODataError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> Response:
+        return self.status, {}, {"error": {"code": self.code, "message": self.message}}
+
+
+def _literal(text: str) -> Any:
+    text = text.strip()
+    if text.startswith("'") and text.endswith("'"):
+        return text[1:-1].replace("''", "'")
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "null":
+        return None
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", text):
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if re.fullmatch(GUID, text):
+        return text.lower()
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        raise ODataError(400, "0x80060888", f"Syntax error at '{text}' in $filter") from None
+
+
+_CLAUSE = re.compile(r"^\s*([A-Za-z_][\w]*)\s+(eq|ne|gt|ge|lt|le)\s+(.+?)\s*$")
+
+
+def parse_filter(text: str) -> list[tuple[str, str, Any]]:
+    """`a op literal and b op literal ...`: the subset the sync jobs use."""
+    clauses = []
+    for part in re.split(r"\s+and\s+", text.strip()) if text.strip() else []:
+        match = _CLAUSE.match(part.strip("() "))
+        if match is None:
+            raise ODataError(400, "0x80060888", f"Syntax error in $filter near '{part[:40]}'")
+        clauses.append((match.group(1), match.group(2), _literal(match.group(3))))
+    return clauses
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+Z", value):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Decimal(str(value))
+    if isinstance(value, str):
+        return value.lower()
+    return value
+
+
+def _matches(row: dict[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
+    for name, op, wanted in clauses:
+        value, target = _comparable(row.get(name)), _comparable(wanted)
+        if op in ("eq", "ne"):
+            if (value == target) != (op == "eq"):
+                return False
+            continue
+        if value is None or target is None:
+            return False
+        ok = {"gt": value > target, "ge": value >= target, "lt": value < target}.get(
+            op, value <= target
+        )
+        if not ok:
+            return False
+    return True
+
+
+class DataverseEmulator(HttpsEmulator):
+    def __init__(self, folder: Path, identity: GraphEmulator, client_id: str) -> None:
+        super().__init__(folder, "dataverse")
+        self.identity = identity
+        self.url = self.base
+        identity.resources.add(self.url)
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in KEYS}
+        self.version = 1000
+        self.clock_override: datetime | None = None
+        self.integration_user = str(uuid.uuid4())
+        self.tables["systemusers"][self.integration_user] = self._stamp(
+            "systemusers",
+            {
+                "systemuserid": self.integration_user,
+                "fullname": "# Business Central Integration",
+                "applicationid": client_id,
+                "internalemailaddress": "",
+                "isdisabled": False,
+            },
+            self.integration_user,
+            created=True,
+        )
+
+    def __enter__(self) -> DataverseEmulator:
+        super().__enter__()
+        return self
+
+    # -- switches --------------------------------------------------------------------------
+    def inject(
+        self,
+        path: str,
+        status: int,
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+        method: str | None = None,
+        after: bool = False,
+    ) -> None:
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        if status == 429:
+            body = {
+                "error": {
+                    "code": "0x80072322",
+                    "message": "Number of requests exceeded the limit of 6000 over time "
+                    "window of 300 seconds.",
+                }
+            }
+        else:
+            body = {
+                "error": {
+                    "code": "0x80040216",
+                    "message": f"An unexpected error occurred ({status}).",
+                }
+            }
+        self.add_fault(Fault(re.compile(path), status, headers, body, times, method, after))
+
+    def malform(self, path: str, *, times: int = 1, method: str | None = None) -> None:
+        """Answer 200 with an HTML page instead of JSON, as a misbehaving proxy would."""
+        self.add_fault(
+            Fault(
+                re.compile(path),
+                200,
+                {"Content-Type": "text/html"},
+                b"<html><body>Service temporarily unavailable</body></html>",
+                times,
+                method,
+            )
+        )
+
+    def expire_tokens(self) -> None:
+        self.identity.expire_tokens()
+
+    def add_user(self, fullname: str, email: str) -> str:
+        user = str(uuid.uuid4())
+        with self.lock:
+            self.tables["systemusers"][user] = self._stamp(
+                "systemusers",
+                {
+                    "systemuserid": user,
+                    "fullname": fullname,
+                    "internalemailaddress": email,
+                    "isdisabled": False,
+                },
+                self.integration_user,
+                created=True,
+            )
+        return user
+
+    def edit(self, entity_set: str, row_id: str, changes: dict[str, Any], by: str) -> None:
+        """A change made in Dataverse by the user `by` (a person, or the integration user)."""
+        with self.lock:
+            row = self.tables[entity_set][row_id]
+            row.update(changes)
+            self._stamp(entity_set, row, by)
+
+    def rows(self, entity_set: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.tables[entity_set].values()]
+
+    # -- rows ------------------------------------------------------------------------------
+    def _now(self) -> datetime:
+        now = self.clock_override or datetime.now(UTC)
+        return now.replace(microsecond=0)
+
+    def _stamp(
+        self, entity_set: str, row: dict[str, Any], user: str, *, created: bool = False
+    ) -> dict[str, Any]:
+        self.version += 1
+        now = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        row["versionnumber"] = self.version
+        row["@odata.etag"] = f'W/"{self.version}"'
+        row["modifiedon"] = now
+        row["_modifiedby_value"] = user
+        if created:
+            row["createdon"] = now
+            row["_createdby_value"] = user
+            row.setdefault("statecode", 0)
+            row.setdefault("_ownerid_value", user)
+        return row
+
+    def _apply(self, entity_set: str, row: dict[str, Any], body: dict[str, Any]) -> None:
+        for key, value in body.items():
+            if key.endswith("@odata.bind"):
+                nav = key.removesuffix("@odata.bind")
+                column = f"_{NAVIGATION.get(nav, nav)}_value"
+                if value is None:
+                    row[column] = None
+                    continue
+                match = re.fullmatch(
+                    rf"/?(\w+)\(({GUID})\)", str(value).replace(self.url + API, "")
+                )
+                if match is None or match.group(1) not in KEYS:
+                    raise ODataError(
+                        400,
+                        "0x80048d19",
+                        f"Error identified in Payload provided by the user for "
+                        f"Entity :'{LOGICAL[entity_set]}': invalid reference {value!r} for {nav}",
+                    )
+                target_set, target = match.group(1), match.group(2).lower()
+                if target not in self.tables[target_set]:
+                    raise ODataError(
+                        400,
+                        "0x80040217",
+                        f"{LOGICAL[target_set]} With Id = {target} Does Not Exist",
+                    )
+                row[column] = target
+            elif key.startswith("@") or key.startswith("_") or key in ("modifiedon", "createdon"):
+                raise ODataError(400, "0x80060888", f"The property '{key}' cannot be set")
+            else:
+                row[key] = value
+
+    def _check(self, entity_set: str, row: dict[str, Any], row_id: str) -> None:
+        missing = [a for a in REQUIRED.get(entity_set, []) if row.get(a) in (None, "")]
+        if entity_set == "invoicedetails" and not (
+            row.get("_productid_value") or row.get("productdescription")
+        ):
+            missing.append("productid or productdescription")
+        if missing:
+            raise ODataError(
+                400,
+                "0x80040200",
+                f"{LOGICAL[entity_set]}: required attribute {missing[0]} is missing",
+            )
+        unique = UNIQUE.get(entity_set)
+        if unique:
+            for other_id, other in self.tables[entity_set].items():
+                if (
+                    other_id != row_id
+                    and str(other.get(unique)).lower() == str(row.get(unique)).lower()
+                ):
+                    raise ODataError(
+                        400,
+                        "0x80040237",
+                        f"A {LOGICAL[entity_set]} with {unique} '{row.get(unique)}' "
+                        "already exists.",
+                    )
+
+    def _create(
+        self, entity_set: str, row_id: str, body: dict[str, Any], user: str
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {KEYS[entity_set]: row_id}
+        if "_ownerid_value" not in row and "ownerid@odata.bind" not in body:
+            row["_ownerid_value"] = user
+        self._apply(entity_set, row, body)
+        self._check(entity_set, row, row_id)
+        if entity_set == "invoicedetails" and row.get("priceperunit") is not None:
+            row["extendedamount"] = float(
+                Decimal(str(row["priceperunit"])) * Decimal(str(row["quantity"]))
+            )
+        self.tables[entity_set][row_id] = self._stamp(entity_set, row, user, created=True)
+        if entity_set == "uomschedules":  # the base unit comes with its group
+            unit = str(uuid.uuid4())
+            self.tables["uoms"][unit] = self._stamp(
+                "uoms",
+                {
+                    "uomid": unit,
+                    "name": row["baseuomname"],
+                    "_uomscheduleid_value": row_id,
+                    "_baseuom_value": unit,
+                    "quantity": 1,
+                    "isschedulebase": True,
+                },
+                user,
+                created=True,
+            )
+        return row
+
+    # -- routing ---------------------------------------------------------------------------
+    def route(self, request: Request) -> Response:
+        if not request.path.startswith(API):
+            return 404, {}, {"error": {"code": "0x8006088a", "message": "Resource not found"}}
+        token = str(request.headers.get("Authorization", "")).removeprefix("Bearer ")
+        if not self.identity.token_valid(token, self.url):
+            return (
+                401,
+                {"WWW-Authenticate": f"Bearer authorization_uri={self.identity.authority}"},
+                None,
+            )
+        with self.lock:
+            try:
+                return self._serve(request, self.integration_user)
+            except ODataError as exc:
+                return exc.response()
+
+    def _serve(self, request: Request, user: str) -> Response:
+        rest = request.path[len(API) :]
+        if rest == "WhoAmI" and request.method == "GET":
+            return (
+                200,
+                {},
+                {
+                    "@odata.context": f"{self.url}{API}$metadata#"
+                    "Microsoft.Dynamics.CRM.WhoAmIResponse",
+                    "BusinessUnitId": "00000000-0000-0000-0000-00000000b001",
+                    "UserId": user,
+                    "OrganizationId": "00000000-0000-0000-0000-00000000c001",
+                },
+            )
+        if rest == "$batch" and request.method == "POST":
+            return self._batch(request, user)
+        match = re.fullmatch(rf"(\w+)(?:\(({GUID})\))?", rest)
+        if match is None or match.group(1) not in KEYS:
+            raise ODataError(404, "0x8006088a", f"Resource not found for the segment '{rest}'.")
+        entity_set, row_id = match.group(1), (match.group(2) or "").lower()
+        if not row_id:
+            if request.method == "GET":
+                return self._query(entity_set, request)
+            if request.method == "POST":
+                row = self._create(entity_set, str(uuid.uuid4()), request.json(), user)
+                return self._written(entity_set, row, request, 201)
+            raise ODataError(405, "0x80060888", f"{request.method} is not allowed on {entity_set}")
+        table = self.tables[entity_set]
+        existing = table.get(row_id)
+        if request.method == "GET":
+            if existing is None:
+                raise self._missing(entity_set, row_id)
+            return 200, {}, self._project(existing, request.query.get("$select"))
+        if request.method == "DELETE":
+            if existing is None:
+                raise self._missing(entity_set, row_id)
+            del table[row_id]
+            return 204, {}, None
+        if request.method != "PATCH":
+            raise ODataError(405, "0x80060888", f"{request.method} is not allowed here")
+        if_match = request.headers.get("If-Match")
+        if_none_match = request.headers.get("If-None-Match")
+        if existing is None:
+            if if_match:
+                raise self._missing(entity_set, row_id)
+            row = self._create(entity_set, row_id, request.json(), user)
+            return self._written(entity_set, row, request, 201)
+        if if_none_match == "*":
+            raise ODataError(412, "0x80040237", "A record with matching key values already exists.")
+        if if_match and if_match != "*" and if_match != existing["@odata.etag"]:
+            raise ODataError(
+                412,
+                "0x80060882",
+                "The version of the existing record doesn't match the RowVersion property "
+                "provided.",
+            )
+        candidate = dict(existing)
+        self._apply(entity_set, candidate, request.json())
+        self._check(entity_set, candidate, row_id)
+        table[row_id] = self._stamp(entity_set, candidate, user)
+        return self._written(entity_set, candidate, request, 200)
+
+    def _missing(self, entity_set: str, row_id: str) -> ODataError:
+        return ODataError(
+            404, "0x80040217", f"{LOGICAL[entity_set]} With Id = {row_id} Does Not Exist"
+        )
+
+    def _written(
+        self, entity_set: str, row: dict[str, Any], request: Request, status: int
+    ) -> Response:
+        location = {"OData-EntityId": f"{self.url}{API}{entity_set}({row[KEYS[entity_set]]})"}
+        if "return=representation" in str(request.headers.get("Prefer", "")):
+            return status, location, self._project(row, request.query.get("$select"))
+        return 204, location, None
+
+    @staticmethod
+    def _project(row: dict[str, Any], select: str | None) -> dict[str, Any]:
+        """$select, plus what Dataverse always returns: the ETag and the row's key."""
+        if not select:
+            return dict(row)
+        out = {name.strip(): row.get(name.strip()) for name in select.split(",") if name.strip()}
+        out["@odata.etag"] = row["@odata.etag"]
+        out.update({k: row[k] for k in KEYS.values() if k in row and k not in out})
+        return out
+
+    def _query(self, entity_set: str, request: Request) -> Response:
+        clauses = parse_filter(request.query.get("$filter", ""))
+        rows = [r for r in self.tables[entity_set].values() if _matches(r, clauses)]
+        for part in reversed(
+            [p.strip() for p in request.query.get("$orderby", "").split(",") if p.strip()]
+        ):
+            name, _, order = part.partition(" ")
+            rows.sort(
+                key=lambda r: (r.get(name) is None, _comparable(r.get(name)), r["versionnumber"]),
+                reverse=order.strip() == "desc",
+            )
+        prefer = str(request.headers.get("Prefer", ""))
+        size_match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        size = int(size_match.group(1)) if size_match else 5000
+        skip = int(request.query.get("$skiptoken", "0") or 0)
+        page = rows[skip : skip + size]
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.url}{API}$metadata#{entity_set}",
+            "value": [self._project(r, request.query.get("$select")) for r in page],
+        }
+        headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if size_match else {}
+        if skip + size < len(rows):
+            query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+            query["$skiptoken"] = str(skip + size)
+            body["@odata.nextLink"] = f"{self.url}{API}{entity_set}?{urlencode(query)}"
+        return 200, headers, body
+
+    def _batch(self, request: Request, user: str) -> Response:
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        content_type = str(request.headers.get("Content-Type", ""))
+        message = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+        )
+        if not message.is_multipart():
+            raise ODataError(400, "0x80060891", "The batch request must be multipart/mixed.")
+        boundary = f"batchresponse_{uuid.uuid4()}"
+        out: list[str] = []
+        for part in message.iter_parts():
+            if part.get_content_type() == "multipart/mixed":
+                out.append(self._changeset(list(part.iter_parts()), user, boundary))
+            else:
+                out.append(self._part(self._sub_request(part, user)))
+        body = "".join(f"--{boundary}\r\n{p}\r\n" for p in out) + f"--{boundary}--\r\n"
+        return 200, {"Content-Type": f"multipart/mixed; boundary={boundary}"}, body.encode()
+
+    def _sub_request(self, part: Any, user: str) -> tuple[Response, str]:
+        raw = part.get_payload(decode=True)
+        start, headers, body = parse_http_message(raw)
+        method, url, _ = start.split(" ", 2)
+        path = url.replace(self.url, "")
+        path, _, query_text = path.partition("?")
+        from urllib.parse import parse_qs
+
+        query = {k: v[0] for k, v in parse_qs(query_text).items()}
+        content_id = str(part.get("Content-ID", ""))
+
+        class _Headers(dict[str, str]):
+            def get(self, key: str, default: Any = None) -> Any:
+                return super().get(key.lower(), default)
+
+        sub = Request(method, path, query, _Headers(headers), body)
+        try:
+            return self._serve(sub, user), content_id
+        except ODataError as exc:
+            return exc.response(), content_id
+
+    def _changeset(self, parts: list[Any], user: str, _boundary: str) -> str:
+        # Writes replace row dicts rather than change them, so a shallow copy is a snapshot.
+        snapshot = {name: dict(rows) for name, rows in self.tables.items()}, self.version
+        answers = [self._sub_request(p, user) for p in parts]
+        failed = next((a for a in answers if a[0][0] >= 400), None)
+        if failed is not None:
+            self.tables, self.version = snapshot
+            return self._part(failed)
+        boundary = f"changesetresponse_{uuid.uuid4()}"
+        inner = "".join(f"--{boundary}\r\n{self._part(a)}\r\n" for a in answers)
+        return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{inner}--{boundary}--"
+
+    @staticmethod
+    def _part(answer: tuple[Response, str]) -> str:
+        (status, headers, payload), content_id = answer
+        reason = {
+            200: "OK",
+            201: "Created",
+            204: "No Content",
+            400: "Bad Request",
+            404: "Not Found",
+            412: "Precondition Failed",
+        }.get(status, "Error")
+        lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+        if content_id:
+            lines.append(f"Content-ID: {content_id}")
+        lines += ["", f"HTTP/1.1 {status} {reason}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        data = "" if payload is None else json.dumps(payload, default=str)
+        if payload is not None:
+            lines.append("Content-Type: application/json; odata.metadata=minimal")
+        lines += ["", data]
+        return "\r\n".join(lines)
