@@ -133,6 +133,7 @@ class DataverseEmulator(HttpsEmulator):
         self.version = 1000
         self.clock_override: datetime | None = None
         self.integration_user = str(uuid.uuid4())
+        self.administrator = str(uuid.uuid4())  # who adds users "in Dataverse"
         self.tables["systemusers"][self.integration_user] = self._stamp(
             "systemusers",
             {
@@ -206,7 +207,7 @@ class DataverseEmulator(HttpsEmulator):
                     "internalemailaddress": email,
                     "isdisabled": False,
                 },
-                self.integration_user,
+                self.administrator,
                 created=True,
             )
         return user

@@ -14,7 +14,9 @@ from cryptography.x509.oid import NameOID
 
 def self_signed_cert(folder: Path, stem: str = "smtp") -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    # A name of its own per emulator, so a bundle of several certificates stays unambiguous;
+    # clients check the address against the subject alternative name.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{stem} sandbox 127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()

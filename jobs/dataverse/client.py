@@ -13,6 +13,7 @@ overwritten. Error bodies become clear messages; the token never appears in one.
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ class DataverseClient:
         self.requests = 0
         self._http = httpx.Client(
             base_url=self.api,
-            verify=verify,
+            verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify,
             timeout=timeout,
             headers={
                 "OData-MaxVersion": "4.0",
@@ -285,6 +286,8 @@ class DataverseClient:
                 response = self._http.request(method, url, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
+                if "CERTIFICATE_VERIFY_FAILED" in last:  # no retry fixes trust
+                    raise DataverseError(f"{what}: {last}") from None
                 self._backoff(what, attempt, None, last)
                 continue
             status = response.status_code

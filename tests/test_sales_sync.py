@@ -1,0 +1,190 @@
+"""The Dynamics 365 Sales synchronization against the Dataverse emulator (HTTPS, MSAL
+tokens), on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from domain.sales.integration import PendingRecord, SyncError, SyncResult
+from domain.sales.models import Customer
+from jobs.sales.local import save
+from runtime.settings import Settings
+from tests.sales_fixtures import Sandbox, configure, invoice, seed, start, sync
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    yield from start(tmp_path)
+
+
+@pytest.fixture
+def company(settings: Settings, sessions: Any, sandbox: Sandbox) -> Sandbox:
+    sandbox.dataverse.add_user("Jim Olive", "jim@cronus.com")
+    configure(sessions, sandbox, settings.tz)
+    seed(sessions, settings.tz)
+    return sandbox
+
+
+def by(rows: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
+    return {r[key]: r for r in rows}
+
+
+def test_a_fresh_setup_syncs_the_company_in_dependency_order(
+    settings: Settings, engine: Any, company: Sandbox
+) -> None:
+    dv = company.dataverse
+    results = sync(engine, company, settings.tz)
+    assert results["UNITOFMEASURE"].inserted == 2
+    groups = by(dv.rows("uomschedules"), "name")
+    units = dv.rows("uoms")
+    assert set(groups) == {"PCS", "HOUR"}
+    assert len(units) == 2  # one unit per group
+    products = by(dv.rows("products"), "productnumber")
+    assert products["1000"]["producttypecode"] == 1 and products["LIFT"]["producttypecode"] == 3
+    assert products["1000"]["_defaultuomscheduleid_value"] == groups["PCS"]["uomscheduleid"]
+    lists = by(dv.rows("pricelevels"), "name")
+    assert "RETAIL" in lists and len(lists) == 2  # the group's list and the items' list
+    prices = dv.rows("productpricelevels")
+    retail = [p for p in prices if p["_pricelevelid_value"] == lists["RETAIL"]["pricelevelid"]]
+    assert [p["amount"] for p in retail] == [3800.0]  # the Customer-type price is filtered out
+    assert len(prices) == 3  # plus both items' prices in the integration's list
+    [account] = dv.rows("accounts")
+    jim = next(u for u in dv.rows("systemusers") if u["internalemailaddress"] == "jim@cronus.com")
+    assert account["_ownerid_value"] == jim["systemuserid"]  # the salesperson decides the owner
+    [inv] = dv.rows("invoices")
+    assert inv["_customerid_value"] == account["accountid"]
+    assert inv["_ownerid_value"] == jim["systemuserid"]
+    details = dv.rows("invoicedetails")
+    assert sorted(d["_productid_value"] for d in details) == sorted(
+        [products["1000"]["productid"], products["LIFT"]["productid"]]
+    )
+    assert account["nav_balance"] == 1200.0
+    again = sync(engine, company, settings.tz)
+    assert not any(c.activity for c in again.values())
+    assert len(dv.rows("products")) == 3 and len(dv.rows("invoices")) == 1
+
+
+def test_an_invoice_waits_for_its_customer_to_be_coupled(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    sync(engine, company, settings.tz)
+    with sessions.begin() as session:
+        save(
+            session,
+            "customers",
+            {"no": "C2", "name": "Selangorian Ltd."},
+            user="ADMIN",
+            tz=settings.tz,
+        )
+    invoice(sessions, settings.tz, "103002", "C2")
+    first = sync(engine, company, settings.tz, "POSTEDSALESINV-INV")["POSTEDSALESINV-INV"]
+    assert first.skipped == 1 and first.inserted == 0
+    with sessions() as session:
+        [pending] = session.execute(select(PendingRecord)).scalars().all()
+        assert pending.local_id == "103002"
+        assert "customer 'C2' is not coupled" in pending.reason
+    sync(engine, company, settings.tz, "CUSTOMER")
+    later = sync(engine, company, settings.tz, "POSTEDSALESINV-INV")["POSTEDSALESINV-INV"]
+    assert later.inserted == 1
+    assert len(company.dataverse.rows("invoices")) == 2
+    assert len(company.dataverse.rows("invoicedetails")) == 4
+    with sessions() as session:
+        assert session.execute(select(PendingRecord)).first() is None
+
+
+def test_a_change_by_the_integration_user_does_not_come_back(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    sync(engine, company, settings.tz)
+    dv = company.dataverse
+    [account] = dv.rows("accounts")
+    dv.edit("accounts", account["accountid"], {"name": "Written by us"}, by=dv.integration_user)
+    result = sync(engine, company, settings.tz, "CUSTOMER")["CUSTOMER"]
+    assert result.modified == 0
+    with sessions() as session:
+        assert session.get(Customer, "C1").name == "The Cannon Group"
+    person = dv.add_user("Susan Sales", "susan@cronus.com")
+    dv.edit("accounts", account["accountid"], {"telephone1": "+1 555 0100"}, by=person)
+    result = sync(engine, company, settings.tz, "CUSTOMER")["CUSTOMER"]
+    assert result.modified == 1  # a person's change does come back (bidirectional)
+    with sessions() as session:
+        assert session.get(Customer, "C1").phone_no == "+1 555 0100"
+
+
+def test_an_update_conflict_is_recorded_not_overwritten(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    sync(engine, company, settings.tz)
+    dv = company.dataverse
+    product = by(dv.rows("products"), "productnumber")["1000"]
+    person = dv.add_user("Susan Sales", "susan@cronus.com")
+    dv.edit("products", product["productid"], {"name": "Bike (edited in Sales)"}, by=person)
+    with sessions.begin() as session:
+        save(
+            session,
+            "items",
+            {"no": "1000", "description": "Bicycle 2027"},
+            user="ADMIN",
+            tz=settings.tz,
+        )
+    result = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert result.conflicts == 1 and result.modified == 0
+    assert by(dv.rows("products"), "productnumber")["1000"]["name"] == "Bike (edited in Sales)"
+    with sessions() as session:
+        [error] = (
+            session.execute(select(SyncError).where(SyncError.result == SyncResult.CONFLICT))
+            .scalars()
+            .all()
+        )
+        assert error.local_id == "1000" and "changed in Dataverse" in error.message
+
+
+def test_throttling_and_a_server_error_mid_run_lose_nothing_and_duplicate_nothing(
+    settings: Settings, engine: Any, company: Sandbox
+) -> None:
+    dv = company.dataverse
+    sync(engine, company, settings.tz, "SALESPEOPLE", "CUSTOMER", "UNITOFMEASURE")
+    dv.inject(r"/products\(", 429, retry_after=7, method="PATCH")
+    dv.inject(r"/products\(", 500, method="PATCH", after=True)  # it took effect; answer lost
+    waits: list[float] = []
+    result = sync(engine, company, settings.tz, "ITEM-PRODUCT", waits=waits)["ITEM-PRODUCT"]
+    assert result.inserted == 2 and result.failed == 0
+    assert 7.0 in waits
+    numbers = sorted(p["productnumber"] for p in dv.rows("products"))
+    assert numbers == ["1000", "1001"]  # the lost answer did not make a second product
+
+
+def test_a_malformed_answer_fails_only_that_record_and_it_is_retried(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    dv = company.dataverse
+    sync(engine, company, settings.tz, "UNITOFMEASURE")
+    dv.malform(r"/products\(", method="PATCH")
+    result = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert result.failed == 1 and result.inserted == 1
+    with sessions() as session:
+        [error] = session.execute(select(SyncError)).scalars().all()
+        assert "not JSON" in error.message and "text/html" in error.message
+    retry = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert retry.inserted == 1
+    assert sorted(p["productnumber"] for p in dv.rows("products")) == ["1000", "1001"]
+
+
+def test_an_expired_token_is_renewed_once(
+    settings: Settings, engine: Any, company: Sandbox
+) -> None:
+    sync(engine, company, settings.tz, "UNITOFMEASURE")
+    issued = company.identity.tokens_issued
+    company.dataverse.expire_tokens()
+    from jobs.sales.connection import connect
+
+    connected = connect(engine, company.box, company.bundle)
+    connected.client._token = "expired-token-value"
+    assert connected.client.whoami() == company.dataverse.integration_user
+    assert company.identity.tokens_issued == issued + 1
+    connected.client.close()
