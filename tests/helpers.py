@@ -46,3 +46,19 @@ def logs(sessions: sessionmaker[Session], code: str | None = None) -> list[JobQu
 
 def finished_logs(sessions: sessionmaker[Session], code: str) -> list[JobQueueLogEntry]:
     return [log for log in logs(sessions, code) if log.ended_at is not None]
+
+
+def cli_runner(capsys: Any) -> Any:
+    """Runs `jobqueue ARGS...` in-process: (exit code, stdout, stderr)."""
+    from admin.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

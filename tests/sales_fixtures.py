@@ -33,16 +33,18 @@ class Sandbox:
     dataverse: DataverseEmulator
     box: SecretBox
     bundle: str  # both emulators' certificates, for clients that trust one CA file
+    key: str  # the secret key (JOBQUEUE_SECRET_KEY) the box encrypts with
 
 
 def start(folder: Path) -> Iterator[Sandbox]:
-    with GraphEmulator(folder, TENANT, CLIENT_ID, SECRET) as identity:
-        with DataverseEmulator(folder, identity, CLIENT_ID) as dataverse:
-            bundle = folder / "sandbox-ca.pem"
-            bundle.write_text(
-                Path(identity.ca_file).read_text() + Path(dataverse.ca_file).read_text()
-            )
-            yield Sandbox(identity, dataverse, SecretBox(Fernet.generate_key()), str(bundle))
+    with (
+        GraphEmulator(folder, TENANT, CLIENT_ID, SECRET) as identity,
+        DataverseEmulator(folder, identity, CLIENT_ID) as dataverse,
+    ):
+        bundle = folder / "sandbox-ca.pem"
+        bundle.write_text(Path(identity.ca_file).read_text() + Path(dataverse.ca_file).read_text())
+        key = Fernet.generate_key()
+        yield Sandbox(identity, dataverse, SecretBox(key), str(bundle), key.decode())
 
 
 def configure(sessions: sessionmaker[Session], sandbox: Sandbox, tz: Any) -> None:

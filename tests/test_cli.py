@@ -7,7 +7,7 @@ import pytest
 from admin.cli import main
 from domain.db import make_engine, make_session_factory
 from runtime.settings import Settings
-from tests.helpers import entry
+from tests.helpers import cli_runner, entry
 
 
 @pytest.fixture
@@ -15,16 +15,7 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("JOBQUEUE_TIMEZONE", "Europe/Amsterdam")
 
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main(list(argv))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return cli_runner(capsys)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from admin.cli import main
 from domain.db import make_engine, make_session_factory
 from domain.mail.models import EmailAccount, OutboxMessage, SmtpSettings
 from runtime.settings import Settings
 from sandbox.smtp_server import PASSWORD, USER, SmtpServer
+from tests.helpers import cli_runner
 
 
 @pytest.fixture
@@ -30,16 +30,7 @@ def cli(settings: Settings, smtp: SmtpServer, tmp_path: Path, monkeypatch, capsy
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "smtp.crt"))  # trust the test server
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
 
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main(list(argv))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return cli_runner(capsys)
 
 
 def outbox_count(settings: Settings) -> int:

@@ -188,3 +188,54 @@ def test_an_expired_token_is_renewed_once(
     assert connected.client.whoami() == company.dataverse.integration_user
     assert company.identity.tokens_issued == issued + 1
     connected.client.close()
+
+
+def test_the_job_queue_runs_the_default_entries_in_order_and_a_change_wakes_a_sleeper(
+    settings: Settings, sessions: Any, company: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from admin import entries as ops
+    from admin.processes import EmbeddedSystem
+    from domain.clock import utcnow
+    from domain.models import JobQueueLogEntry
+    from domain.status import EntryStatus
+    from tests.conftest import wait_until
+    from tests.helpers import entry
+    from tests.sales_fixtures import ORDER
+
+    monkeypatch.setenv("JOBQUEUE_SECRET_KEY", company.key)
+    dv = company.dataverse
+
+    def finished() -> list[JobQueueLogEntry]:
+        with sessions() as session:
+            stmt = select(JobQueueLogEntry).order_by(JobQueueLogEntry.started_at)
+            return [r for r in session.execute(stmt).scalars() if r.ended_at is not None]
+
+    with EmbeddedSystem(replace(settings, ca_file=company.bundle), threads=2, migrate=False):
+        wait_until(lambda: len(finished()) >= len(ORDER), timeout=60)
+        assert [r.entry_code for r in finished()][: len(ORDER)] == ORDER  # dependency order
+        assert all(r.status.value == "Success" for r in finished())
+        assert len(dv.rows("invoices")) == 1 and len(dv.rows("products")) == 3
+
+        with sessions.begin() as session:  # a run that finds nothing puts it to sleep
+            ops.run_now(session, "ITEM-PRODUCT", utcnow())
+        wait_until(
+            lambda: entry(sessions, "ITEM-PRODUCT").status == EntryStatus.ON_HOLD_INACTIVITY,
+            timeout=30,
+        )
+        with sessions.begin() as session:  # the item changes: the sleeping entry wakes
+            save(
+                session,
+                "items",
+                {"no": "1001", "description": "Touring Bicycle XL"},
+                user="ADMIN",
+                tz=settings.tz,
+            )
+        wait_until(
+            lambda: (
+                by(dv.rows("products"), "productnumber")["1001"]["name"] == "Touring Bicycle XL"
+            ),
+            timeout=30,
+        )
+        wait_until(lambda: entry(sessions, "ITEM-PRODUCT").status == EntryStatus.READY, timeout=10)
