@@ -28,6 +28,7 @@ from domain.sales.integration import (
 )
 from jobs.identity import PUBLIC_AUTHORITY_HOST
 from jobs.registry import registry
+from jobs.sales.conflicts import resolve
 from jobs.sales.connection import ConnectionError_, save_connection
 from runtime.secrets import Secret, SecretBox
 from runtime.settings import Settings
@@ -198,6 +199,10 @@ class SalesCommands:
                 )
             )
 
+    def resolve(self, args: argparse.Namespace) -> None:
+        with self._sessions().begin() as session:
+            print(resolve(session, args.mapping, args.local_id, args.keep, utcnow()))
+
     def errors(self, args: argparse.Namespace) -> None:
         with self._sessions()() as session:
             stmt = select(SyncError).order_by(SyncError.id.desc()).limit(args.limit)
@@ -238,6 +243,11 @@ def add_sales_commands(
     p = sales.add_parser("couplings", help="coupled records")
     p.set_defaults(handler=s.couplings)
     p.add_argument("--table")
+    p = sales.add_parser("resolve", help="settle a recorded update conflict")
+    p.set_defaults(handler=s.resolve)
+    p.add_argument("mapping")
+    p.add_argument("local_id")
+    p.add_argument("--keep", required=True, choices=("local", "dataverse"))
     for name, func, help_text in (
         ("runs", s.runs, "the last synchronization runs and their counters"),
         ("errors", s.errors, "failed, skipped and conflicting records"),

@@ -98,3 +98,12 @@ def test_bad_setup_input_exits_2_and_changes_nothing(cli, sessions, argv, messag
     with sessions() as session:
         assert session.get(DataverseConnection, 1) is None
         assert session.execute(select(func.count()).select_from(JobQueueEntry)).scalar() == 0
+
+
+def test_resolving_a_conflict_that_is_not_there_exits_2(cli, sandbox: Sandbox) -> None:
+    code, _, err = cli(*setup_args(sandbox.dataverse.url, sandbox.identity.base))
+    assert code == 0, err
+    code, _, err = cli("sales", "resolve", "ITEM-PRODUCT", "9999", "--keep", "local")
+    assert code == 2 and "no recorded conflict" in err
+    code, _, err = cli("sales", "resolve", "NO-SUCH-MAPPING", "1", "--keep", "local")
+    assert code == 2 and "no integration table mapping named 'NO-SUCH-MAPPING'" in err

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from domain.clock import utcnow
 from domain.sales.integration import PendingRecord, SyncError, SyncResult
 from domain.sales.models import Customer
 from jobs.sales.local import save
@@ -142,6 +143,18 @@ def test_an_update_conflict_is_recorded_not_overwritten(
             .all()
         )
         assert error.local_id == "1000" and "changed in Dataverse" in error.message
+    again = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert again.conflicts == 0 and not again.activity  # recorded once, waits for the admin
+
+    from jobs.sales.conflicts import ConflictError, resolve
+
+    with sessions.begin() as session, pytest.raises(ConflictError, match="no recorded conflict"):
+        resolve(session, "ITEM-PRODUCT", "1001", "local", utcnow())
+    with sessions.begin() as session:
+        resolve(session, "ITEM-PRODUCT", "1000", "local", utcnow())
+    settled = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert settled.modified == 1
+    assert by(dv.rows("products"), "productnumber")["1000"]["name"] == "Bicycle 2027"
 
 
 def test_throttling_and_a_server_error_mid_run_lose_nothing_and_duplicate_nothing(

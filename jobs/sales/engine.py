@@ -392,7 +392,11 @@ class SyncEngine:
                     P.c.mapping_name == mapping.name, P.c.local_id == local_id
                 )
             ).first()
-        done = coupling is not None and coupling.last_result == SyncResult.SUCCESS
+        # A recorded conflict waits for the admin (or a new local change), not for every run.
+        done = coupling is not None and coupling.last_result in (
+            SyncResult.SUCCESS,
+            SyncResult.CONFLICT,
+        )
         if done and not is_pending and state is not None and state.last_local_modified == modified:
             return "unchanged"
         if (
