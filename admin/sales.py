@@ -29,34 +29,31 @@ from domain.sales.integration import (
 from jobs.identity import PUBLIC_AUTHORITY_HOST
 from jobs.registry import registry
 from jobs.sales.conflicts import resolve
-from jobs.sales.connection import ConnectionError_, save_connection
+from jobs.sales.connection import DataverseSetupError, save_connection
 from runtime.secrets import Secret, SecretBox
 from runtime.settings import Settings
 
 
 def install_mapping(session: Session, spec: MappingDef) -> None:
-    """(Re)writes a mapping and its field mappings as the defaults have them."""
+    """Writes a mapping and its field mappings as the defaults have them. Running setup
+    again keeps what the mapping has synced: its watermarks, record states and pending
+    records stay."""
     session.execute(
         delete(IntegrationFieldMapping).where(IntegrationFieldMapping.mapping_name == spec.name)
     )
-    existing = session.get(IntegrationTableMapping, spec.name)
-    if existing is not None:
-        session.delete(existing)
-        session.flush()
-    session.add(
-        IntegrationTableMapping(
-            name=spec.name,
-            local_table=spec.local_table,
-            dataverse_table=spec.dataverse_table,
-            direction=spec.direction,
-            local_filter=dict(spec.local_filter),
-            dataverse_filter=spec.dataverse_filter,
-            only_coupled=spec.only_coupled,
-            dependencies=list(spec.dependencies),
-            update_conflict=spec.update_conflict,
-            deletion_conflict=spec.deletion_conflict,
-        )
+    mapping = session.get(IntegrationTableMapping, spec.name) or IntegrationTableMapping(
+        name=spec.name
     )
+    mapping.local_table = spec.local_table
+    mapping.dataverse_table = spec.dataverse_table
+    mapping.direction = spec.direction
+    mapping.local_filter = dict(spec.local_filter)
+    mapping.dataverse_filter = spec.dataverse_filter
+    mapping.only_coupled = spec.only_coupled
+    mapping.dependencies = list(spec.dependencies)
+    mapping.update_conflict = spec.update_conflict
+    mapping.deletion_conflict = spec.deletion_conflict
+    session.add(mapping)
     session.flush()
     for position, f in enumerate(spec.fields):
         session.add(
@@ -106,10 +103,10 @@ def setup_defaults(session: Session, now: datetime, tz: tzinfo) -> list[str]:
 
 def _secret(env_name: str | None) -> Secret:
     if not env_name:
-        raise ConnectionError_("--client-secret-env names the variable holding the secret")
+        raise DataverseSetupError("--client-secret-env names the variable holding the secret")
     value = os.environ.get(env_name)
     if not value:
-        raise ConnectionError_(f"environment variable {env_name} is empty or not set")
+        raise DataverseSetupError(f"environment variable {env_name} is empty or not set")
     return Secret(value)
 
 

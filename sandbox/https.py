@@ -9,6 +9,7 @@ import json
 import re
 import ssl
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,8 +46,8 @@ class Fault:
     after: bool = False  # process the request, then answer with the fault
 
 
-class HttpsEmulator:
-    """Subclasses implement `route`."""
+class HttpsEmulator(ABC):
+    """Subclasses answer requests in `route`."""
 
     def __init__(self, folder: Path, stem: str) -> None:
         cert, key = self_signed_cert(folder, stem)
@@ -70,8 +71,8 @@ class HttpsEmulator:
         self.server.shutdown()
         self.server.server_close()
 
-    def route(self, request: Request) -> Response:
-        raise NotImplementedError
+    @abstractmethod
+    def route(self, request: Request) -> Response: ...
 
     def add_fault(self, fault: Fault) -> None:
         with self.lock:

@@ -252,3 +252,19 @@ def test_the_job_queue_runs_the_default_entries_in_order_and_a_change_wakes_a_sl
             timeout=30,
         )
         wait_until(lambda: entry(sessions, "ITEM-PRODUCT").status == EntryStatus.READY, timeout=10)
+
+
+def test_running_setup_again_keeps_what_was_synced(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    from domain.sales.integration import IntegrationTableMapping
+    from tests.sales_fixtures import configure
+
+    sync(engine, company, settings.tz)
+    with sessions() as session:
+        before = session.get(IntegrationTableMapping, "ITEM-PRODUCT").local_watermark
+    configure(sessions, company, settings.tz)
+    with sessions() as session:
+        assert session.get(IntegrationTableMapping, "ITEM-PRODUCT").local_watermark == before
+    again = sync(engine, company, settings.tz)
+    assert not any(c.activity for c in again.values())

@@ -51,8 +51,10 @@ class Behaviour:
 
     def new_local_key(
         self, conn: Connection, dv_row: dict[str, Any], values: dict[str, Any]
-    ) -> str:
-        raise NotImplementedError("this mapping does not create local records")
+    ) -> str | None:
+        """The key of a new local record for an uncoupled Dataverse row; None: this
+        mapping does not create local records (the row stays uncoupled, reported)."""
+        return None
 
 
 class UnitGroup(Behaviour):
@@ -203,7 +205,7 @@ class Salespeople(Behaviour):
 
     def new_local_key(
         self, conn: Connection, dv_row: dict[str, Any], values: dict[str, Any]
-    ) -> str:
+    ) -> str | None:
         words = re.findall(r"[A-Za-z0-9]+", str(values.get("name") or "")) or ["SP"]
         base = (
             "".join(w[0] for w in words).upper()[:16] if len(words) > 1 else words[0].upper()[:16]

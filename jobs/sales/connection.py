@@ -17,14 +17,14 @@ from runtime.secrets import Secret, SecretBox
 DC = table(DataverseConnection)
 
 
-class ConnectionError_(ValueError):
+class DataverseSetupError(ValueError):
     """The connection is missing or its settings are unusable."""
 
 
 def check_url(url: str) -> str:
     parsed = urlparse(url.strip())
     if parsed.scheme != "https" or not parsed.netloc or parsed.path.strip("/"):
-        raise ConnectionError_(
+        raise DataverseSetupError(
             f"the Dataverse URL must be the environment's https address, such as "
             f"https://contoso.crm.dynamics.com, got {url!r}"
         )
@@ -43,9 +43,9 @@ def save_connection(
 ) -> DataverseConnection:
     url = check_url(url)
     if not tenant.strip() or not client_id.strip():
-        raise ConnectionError_("the connection needs a tenant and a client id")
+        raise DataverseSetupError("the connection needs a tenant and a client id")
     if not client_secret.reveal():
-        raise ConnectionError_("the connection needs a client secret")
+        raise DataverseSetupError("the connection needs a client secret")
     row = session.get(DataverseConnection, 1) or DataverseConnection(id=1)
     if row.url and row.url != url:
         row.integration_user_id = None  # another environment: another application user
@@ -69,9 +69,9 @@ def connect(db: Engine, box: SecretBox, verify: str | bool = True) -> Connected:
     with db.connect() as conn:
         row = conn.execute(select(DC)).one_or_none()
     if row is None:
-        raise ConnectionError_("no Dataverse connection is set up (jobqueue sales setup)")
+        raise DataverseSetupError("no Dataverse connection is set up (jobqueue sales setup)")
     if not row.enabled:
-        raise ConnectionError_("the Dataverse connection is disabled")
+        raise DataverseSetupError("the Dataverse connection is disabled")
     tokens = ClientCredentialsTokens(
         row.tenant,
         row.client_id,

@@ -23,6 +23,20 @@ def find(conn: Connection, local_table: str, local_id: str, entity_set: str) -> 
     ).one_or_none()
 
 
+def find_many(
+    conn: Connection, local_table: str, local_ids: list[str], entity_set: str
+) -> list[Any]:
+    return list(
+        conn.execute(
+            select(C).where(
+                C.c.local_table == local_table,
+                C.c.local_id.in_(local_ids),
+                C.c.dataverse_table == entity_set,
+            )
+        )
+    )
+
+
 def find_by_dataverse(conn: Connection, entity_set: str, dataverse_id: str) -> Any | None:
     return conn.execute(
         select(C).where(C.c.dataverse_table == entity_set, C.c.dataverse_id == dataverse_id)

@@ -286,7 +286,7 @@ class SyncEngine:
         ).one_or_none()
 
     # -- to Dataverse ----------------------------------------------------------------------
-    def _candidates(self, mapping: Mapping) -> tuple[list[Any], datetime | None]:
+    def _candidates(self, mapping: Mapping) -> tuple[list[Any], datetime | None, set[str]]:
         model = LOCAL_MODELS[mapping.row.local_table]
         t = table(model)
         key = t.primary_key.columns.values()[0]
@@ -296,10 +296,10 @@ class SyncEngine:
             for name, spec in (mapping.row.local_filter or {}).items()
         ]
         with self.db.connect() as conn:
-            pending = [
-                r.local_id
+            pending = {
+                str(r.local_id)
                 for r in conn.execute(select(P.c.local_id).where(P.c.mapping_name == mapping.name))
-            ]
+            }
             changed = select(t).where(*filters).where(modified.is_not(None))
             if mapping.row.local_watermark is not None:
                 since = mapping.row.local_watermark - OVERLAP
@@ -311,21 +311,52 @@ class SyncEngine:
                 keys = [int(p) for p in missing] if key.type.python_type is int else missing
                 for r in conn.execute(select(t).where(*filters).where(key.in_(keys))):
                     rows[str(r._mapping[key.name])] = r
-        return list(rows.values()), watermark
+        return list(rows.values()), watermark, pending
+
+    def _known(
+        self, mapping: Mapping, local_ids: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Couplings and sync states of a run's records, read in a few statements rather
+        than per record."""
+        found_couplings: dict[str, Any] = {}
+        states: dict[str, Any] = {}
+        with self.db.connect() as conn:
+            for start in range(0, len(local_ids), 500):
+                chunk = local_ids[start : start + 500]
+                for c in couplings.find_many(
+                    conn, mapping.row.local_table, chunk, mapping.row.dataverse_table
+                ):
+                    found_couplings[str(c.local_id)] = c
+                for st in conn.execute(
+                    select(S).where(S.c.mapping_name == mapping.name, S.c.local_id.in_(chunk))
+                ):
+                    states[str(st.local_id)] = st
+        return found_couplings, states
 
     def _to_dataverse(self, mapping: Mapping, behaviour: Behaviour, run_id: int) -> Counters:
         counters = Counters()
-        rows, watermark = self._candidates(mapping)
+        rows, watermark, pending = self._candidates(mapping)
         fields = mapping.fields_toward(Direction.TO_DATAVERSE)
         t = table(LOCAL_MODELS[mapping.row.local_table])
         key = t.primary_key.columns.values()[0].name
+        found, states = self._known(mapping, [str(r._mapping[key]) for r in rows])
         coupled_any = False
         for row in rows:
             if self.cancelled():
                 watermark = None  # not all were read; the next run starts where this one did
                 break
             local_id = str(row._mapping[key])
-            outcome = self._push(mapping, behaviour, fields, row, local_id, run_id)
+            outcome = self._push(
+                mapping,
+                behaviour,
+                fields,
+                row,
+                local_id,
+                run_id,
+                coupling=found.get(local_id),
+                state=states.get(local_id),
+                is_pending=local_id in pending,
+            )
             setattr(counters, outcome, getattr(counters, outcome) + 1)
             coupled_any |= outcome == "inserted"
         if watermark is not None:
@@ -381,17 +412,13 @@ class SyncEngine:
         row: Any,
         local_id: str,
         run_id: int,
+        *,
+        coupling: Any | None,
+        state: Any | None,
+        is_pending: bool,
     ) -> str:
         local_table, entity_set = mapping.row.local_table, mapping.row.dataverse_table
         modified = row._mapping[mapping.modified_field]
-        with self.db.connect() as conn:
-            coupling = couplings.find(conn, local_table, local_id, entity_set)
-            state = self._state(conn, mapping, local_id)
-            is_pending = conn.execute(
-                select(P.c.local_id).where(
-                    P.c.mapping_name == mapping.name, P.c.local_id == local_id
-                )
-            ).first()
         # A recorded conflict waits for the admin (or a new local change), not for every run.
         done = coupling is not None and coupling.last_result in (
             SyncResult.SUCCESS,
@@ -617,9 +644,18 @@ class SyncEngine:
             if coupling is None:
                 if mapping.row.only_coupled:
                     return "unchanged"
-                local_id = behaviour_for(mapping.name).match_local(conn, dv_row, values)
+                behaviour = behaviour_for(mapping.name)
+                local_id = behaviour.match_local(conn, dv_row, values)
                 if local_id is None:
-                    local_id = behaviour_for(mapping.name).new_local_key(conn, dv_row, values)
+                    local_id = behaviour.new_local_key(conn, dv_row, values)
+                    if local_id is None:
+                        message = (
+                            f"{entity_set}({row_id}) has no coupled {local_table} record and "
+                            f"{mapping.name} does not create them; couple it or sync only "
+                            "coupled records"
+                        )
+                        self._error(conn, run_id, mapping, "", SyncResult.SKIPPED, message, row_id)
+                        return "skipped"
                     conn.execute(insert(t).values({key.name: local_id, **values, **stamp}))
                 else:
                     conn.execute(update(t).where(key == local_id).values(**values, **stamp))
