@@ -46,15 +46,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _status_enum(enum: type[Any], name: str) -> Enum:
+def enum_type(enum: type[Any], name: str, length: int = 60) -> Enum:
+    """A string column holding an enum's values (not names), checked on write."""
     return Enum(
         enum,
         name=name,
         native_enum=False,
-        length=40,
+        length=length,
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
+
+
+def _status_enum(enum: type[Any], name: str) -> Enum:
+    return enum_type(enum, name, length=40)
 
 
 class Base(DeclarativeBase):

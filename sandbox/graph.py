@@ -3,8 +3,12 @@
 It answers the documented requests with the documented shapes: the OpenID
 configuration and the client-credentials token endpoint (as MSAL uses them);
 `sendMail`; draft messages, attachments, `createUploadSession` with chunked PUTs
-(Content-Range, nextExpectedRanges) and `send`. Faults can be injected per path:
-429 with Retry-After, 5xx, and expired tokens (401 InvalidAuthenticationToken).
+(Content-Range, nextExpectedRanges) and `send`; mail folders (inbox, junkemail, archive
+and the other well-known names) with message lists (`$select`, `$top`, `$skip`,
+`$orderby`, `@odata.nextLink`), `move`, mutable or immutable ids (`Prefer:
+IdType="ImmutableId"`), and JSON `$batch` (at most 20 requests). Faults can be injected
+per path, inside batches too: 429 with Retry-After, 5xx, and expired tokens (401
+InvalidAuthenticationToken).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 from sandbox.https import Fault, HttpsEmulator, Request, Response
 
@@ -27,11 +33,55 @@ EXCHANGE_RESOURCE = "https://outlook.office365.com"  # SMTP AUTH, EWS
 RESOURCES = {GRAPH_RESOURCE, EXCHANGE_RESOURCE}
 
 
+WELL_KNOWN_FOLDERS = {
+    "inbox": "Inbox",
+    "junkemail": "Junk Email",
+    "archive": "Archive",
+    "sentitems": "Sent Items",
+    "deleteditems": "Deleted Items",
+    "drafts": "Drafts",
+}
+IMMUTABLE = 'IdType="ImmutableId"'
+
+
+def _new_id() -> str:
+    return "AAMk" + base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _who(address: str) -> dict[str, Any]:
+    return {"emailAddress": {"name": address.split("@")[0], "address": address}}
+
+
 @dataclass
 class GraphMailbox:
     address: str
     drafts: dict[str, dict[str, Any]] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    # folder id -> (display name, message id -> message); well-known names map to ids
+    folders: dict[str, tuple[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    well_known: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, display in WELL_KNOWN_FOLDERS.items():
+            folder_id = _new_id()
+            self.folders[folder_id] = (display, {})
+            self.well_known[name] = folder_id
+
+    def folder_id(self, name_or_id: str) -> str | None:
+        key = self.well_known.get(name_or_id.lower(), name_or_id)
+        return key if key in self.folders else None
+
+    def messages(self, folder: str) -> dict[str, dict[str, Any]]:
+        folder_id = self.folder_id(folder)
+        if folder_id is None:
+            raise KeyError(folder)
+        return self.folders[folder_id][1]
+
+    def find(self, message_id: str) -> tuple[str, dict[str, Any]] | None:
+        for folder_id, (_, items) in self.folders.items():
+            if message_id in items:
+                return folder_id, items[message_id]
+        return None
 
 
 @dataclass
@@ -68,6 +118,58 @@ class GraphEmulator(HttpsEmulator):
         box = GraphMailbox(address.lower())
         self.mailboxes[box.address] = box
         return box
+
+    def deliver(
+        self,
+        mailbox: str,
+        *,
+        sender: str | None,
+        to: Sequence[str] = (),
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+        subject: str = "",
+        received: datetime | None = None,
+        folder: str = "inbox",
+        internet_message_id: str | None = None,
+        has_attachments: bool = False,
+        **raw: Any,
+    ) -> dict[str, Any]:
+        """Puts a message in a folder, shaped as Graph's message resource."""
+        box = self.mailboxes[mailbox.lower()]
+        item_id = _new_id()
+        when = (received or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = {
+            "@odata.etag": f'W/"{secrets.token_hex(8)}"',
+            "id": item_id,
+            "createdDateTime": when,
+            "receivedDateTime": when,
+            "sentDateTime": when,
+            "hasAttachments": has_attachments,
+            "internetMessageId": internet_message_id
+            if internet_message_id is not None
+            else f"<{uuid.uuid4().hex}@contoso.example>",
+            "subject": subject,
+            "bodyPreview": "",
+            "isRead": False,
+            "parentFolderId": box.folder_id(folder),
+            "webLink": self._web_link(item_id),
+            "from": _who(sender) if sender is not None else None,
+            "sender": _who(sender) if sender is not None else None,
+            "toRecipients": [_who(a) for a in to],
+            "ccRecipients": [_who(a) for a in cc],
+            "bccRecipients": [_who(a) for a in bcc],
+            **raw,
+        }
+        with self.lock:
+            box.messages(folder)[item_id] = message
+        return message
+
+    @staticmethod
+    def _web_link(item_id: str) -> str:
+        return (
+            f"https://outlook.office365.com/owa/?ItemID={quote(item_id, safe='')}"
+            "&exvsurl=1&viewmodel=ReadMessageItem"
+        )
 
     def inject(
         self, path: str, status: int, *, retry_after: int | None = None, times: int = 1
@@ -116,6 +218,8 @@ class GraphEmulator(HttpsEmulator):
             return _graph_error(
                 401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
             )
+        if method == "POST" and path == "/v1.0/$batch":
+            return self._batch(request)
         match = re.fullmatch(r"/v1\.0/users/([^/]+)(/.*)", path)
         if match is None:
             return _graph_error(400, "BadRequest", "Invalid request")
@@ -124,7 +228,100 @@ class GraphEmulator(HttpsEmulator):
             return _graph_error(
                 404, "ErrorInvalidUser", f"The requested user '{match.group(1)}' is invalid."
             )
-        return self._mail(method, box, match.group(2), json.loads(body or b"{}"))
+        rest = match.group(2)
+        if method == "GET" and rest.startswith("/mailFolders/"):
+            return self._folder(box, rest, request.query)
+        move = re.fullmatch(r"/messages/([^/]+)/move", rest)
+        if method == "POST" and move is not None:
+            return self._move(box, move.group(1), request)
+        return self._mail(method, box, rest, json.loads(body or b"{}"))
+
+    def _batch(self, request: Request) -> Response:
+        """JSON batching: each request answered as if sent alone (faults included)."""
+        requests = request.json().get("requests")
+        if not isinstance(requests, list) or not 0 < len(requests) <= 20:
+            return _graph_error(
+                400, "BadRequest", "A batch request must hold between 1 and 20 requests."
+            )
+        responses = []
+        for sub in requests:
+            url = urlparse(str(sub.get("url", "")))
+            headers = Message()
+            for key, value in (sub.get("headers") or {}).items():
+                headers[key] = value
+            headers["Authorization"] = request.headers.get("Authorization", "")
+            inner = Request(
+                str(sub.get("method", "GET")).upper(),
+                "/v1.0" + url.path,
+                {k: v[0] for k, v in parse_qs(url.query).items()},
+                headers,
+                json.dumps(sub.get("body")).encode() if sub.get("body") is not None else b"",
+            )
+            status, answer_headers, payload = self._answer(inner)
+            responses.append(
+                {"id": sub.get("id"), "status": status, "headers": answer_headers, "body": payload}
+            )
+        return 200, {}, {"responses": responses}
+
+    def _folder(self, box: GraphMailbox, rest: str, query: dict[str, str] | Any) -> Response:
+        found = re.fullmatch(r"/mailFolders/([^/]+)(/messages)?", rest)
+        folder_id = box.folder_id(found.group(1)) if found else None
+        if found is None or folder_id is None:
+            return _graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
+        display, items = box.folders[folder_id]
+        if not found.group(2):
+            return (
+                200,
+                {},
+                {"id": folder_id, "displayName": display, "totalItemCount": len(items)},
+            )
+        order = query.get("$orderby", "receivedDateTime desc").split()
+        try:
+            top = min(int(query.get("$top", "10")), 1000)
+            skip = int(query.get("$skip", "0"))
+        except ValueError:
+            return _graph_error(400, "BadRequest", "$top and $skip must be integers.")
+        with self.lock:
+            ordered = sorted(
+                items.values(),
+                key=lambda m: str(m.get(order[0], "")),
+                reverse=len(order) > 1 and order[1].lower() == "desc",
+            )
+            page = ordered[skip : skip + top]
+        select = [f for f in query.get("$select", "").split(",") if f]
+        value = [
+            {k: v for k, v in m.items() if not select or k in select or k in ("id", "@odata.etag")}
+            for m in page
+        ]
+        result: dict[str, Any] = {"value": value}
+        if skip + top < len(ordered):
+            result["@odata.nextLink"] = f"{self.graph_url}/users/{box.address}{rest}?" + urlencode(
+                {**dict(query), "$skip": str(skip + top)}
+            )
+        return 200, {}, result
+
+    def _move(self, box: GraphMailbox, item_id: str, request: Request) -> Response:
+        destination = box.folder_id(str(request.json().get("destinationId", "")))
+        if destination is None:
+            return _graph_error(400, "ErrorInvalidIdMalformed", "The destination id is invalid.")
+        immutable = IMMUTABLE in str(request.headers.get("Prefer", ""))
+        with self.lock:
+            found = box.find(item_id)
+            if found is None:
+                return _graph_error(
+                    404, "ErrorItemNotFound", "The specified object was not found in the store."
+                )
+            source, message = found
+            del box.folders[source][1][item_id]
+            new_id = item_id if immutable else _new_id()
+            moved = {
+                **message,
+                "id": new_id,
+                "parentFolderId": destination,
+                "webLink": self._web_link(new_id),
+            }
+            box.folders[destination][1][new_id] = moved
+        return 201, {}, moved
 
     def _token(self, form: dict[str, list[str]]) -> Response:
         def one(key: str) -> str:
@@ -197,6 +394,11 @@ class GraphEmulator(HttpsEmulator):
             return 201, {}, new_draft
         match = re.fullmatch(r"/messages/([^/]+)(/.*)?", rest)
         draft = box.drafts.get(match.group(1)) if match else None
+        if method == "GET" and match is not None and draft is None and not match.group(2):
+            with self.lock:
+                stored = box.find(match.group(1))
+            if stored is not None:
+                return 200, {}, stored[1]
         if match is None or draft is None:
             return _graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
         tail = match.group(2) or ""

@@ -10,7 +10,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.builtin
-import jobs.mail.job  # noqa: F401  (registers email-dispatch)
+import jobs.email_logging.job
+import jobs.mail.job
+import jobs.sales.job  # noqa: F401  (each module registers its jobs)
 from domain.db import make_engine, make_session_factory
 from jobs.registry import JobRegistry, registry
 from runtime.settings import Settings

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -29,18 +28,7 @@ from domain.mail.kinds import (
     SmtpAuthentication,
     ViewPolicy,
 )
-from domain.models import Base, UTCDateTime
-
-
-def _choice(enum: type[Any], name: str) -> Enum:
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=60,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
+from domain.models import Base, UTCDateTime, enum_type
 
 
 class EmailAccount(Base):
@@ -60,7 +48,7 @@ class EmailAccount(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(250), unique=True)
     address: Mapped[str] = mapped_column(String(250))
-    connector: Mapped[Connector] = mapped_column(_choice(Connector, "email_connector"))
+    connector: Mapped[Connector] = mapped_column(enum_type(Connector, "email_connector"))
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no limit
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     mailbox: Mapped[str | None] = mapped_column(String(250), nullable=True)  # Microsoft 365
@@ -75,15 +63,15 @@ class SmtpSettings(Base):
     server: Mapped[str] = mapped_column(String(250))
     port: Mapped[int] = mapped_column(Integer, default=587)
     secure_connection: Mapped[SecureConnection] = mapped_column(
-        _choice(SecureConnection, "smtp_secure_connection"), default=SecureConnection.STARTTLS
+        enum_type(SecureConnection, "smtp_secure_connection"), default=SecureConnection.STARTTLS
     )
     authentication: Mapped[SmtpAuthentication] = mapped_column(
-        _choice(SmtpAuthentication, "smtp_authentication"), default=SmtpAuthentication.BASIC
+        enum_type(SmtpAuthentication, "smtp_authentication"), default=SmtpAuthentication.BASIC
     )
     user_name: Mapped[str] = mapped_column(String(250), default="")
     password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     sender_type: Mapped[SenderType] = mapped_column(
-        _choice(SenderType, "smtp_sender_type"), default=SenderType.SPECIFIC_USER
+        enum_type(SenderType, "smtp_sender_type"), default=SenderType.SPECIFIC_USER
     )
 
 
@@ -147,7 +135,7 @@ class OutboxMessage(Base):
     scenario: Mapped[str] = mapped_column(String(100), default="Default")
     created_by: Mapped[str] = mapped_column(String(50), default="")
     status: Mapped[OutboxStatus] = mapped_column(
-        _choice(OutboxStatus, "outbox_status"), default=OutboxStatus.DRAFT
+        enum_type(OutboxStatus, "outbox_status"), default=OutboxStatus.DRAFT
     )
     subject: Mapped[str] = mapped_column(String(998), default="")
     body: Mapped[str] = mapped_column(Text, default="")
@@ -213,7 +201,7 @@ class EmailViewPolicy(Base):
     __tablename__ = "email_view_policies"
 
     user_id: Mapped[str] = mapped_column(String(50), primary_key=True)  # '' = all users
-    policy: Mapped[ViewPolicy] = mapped_column(_choice(ViewPolicy, "email_view_policy"))
+    policy: Mapped[ViewPolicy] = mapped_column(enum_type(ViewPolicy, "email_view_policy"))
 
 
 class EmailRateWindow(Base):

@@ -11,7 +11,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.models import Base, UTCDateTime
+from domain.models import Base, UTCDateTime, enum_type
 
 
 class Direction(StrEnum):
@@ -54,17 +53,6 @@ class SyncResult(StrEnum):
     CONFLICT = "Conflict"
 
 
-def _choice(enum: type[Any], name: str) -> Enum:
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=60,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
-
-
 class DataverseConnection(Base):
     """One connection (one row): the environment URL and the app registration."""
 
@@ -92,16 +80,16 @@ class IntegrationTableMapping(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     local_table: Mapped[str] = mapped_column(String(60))
     dataverse_table: Mapped[str] = mapped_column(String(60))  # the Web API entity set
-    direction: Mapped[Direction] = mapped_column(_choice(Direction, "integration_direction"))
+    direction: Mapped[Direction] = mapped_column(enum_type(Direction, "integration_direction"))
     local_filter: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     dataverse_filter: Mapped[str] = mapped_column(Text, default="")
     only_coupled: Mapped[bool] = mapped_column(Boolean, default=False)
     dependencies: Mapped[list[str]] = mapped_column(JSON, default=list)
     update_conflict: Mapped[UpdateConflict] = mapped_column(
-        _choice(UpdateConflict, "integration_update_conflict"), default=UpdateConflict.NONE
+        enum_type(UpdateConflict, "integration_update_conflict"), default=UpdateConflict.NONE
     )
     deletion_conflict: Mapped[DeletionConflict] = mapped_column(
-        _choice(DeletionConflict, "integration_deletion_conflict"), default=DeletionConflict.NONE
+        enum_type(DeletionConflict, "integration_deletion_conflict"), default=DeletionConflict.NONE
     )
     # Watermarks: the newest modification read on each side by the last run.
     local_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -120,7 +108,7 @@ class IntegrationFieldMapping(Base):
     local_field: Mapped[str] = mapped_column(String(60), default="")
     dataverse_attribute: Mapped[str] = mapped_column(String(100))
     direction: Mapped[Direction] = mapped_column(
-        _choice(Direction, "integration_field_direction"), default=Direction.BIDIRECTIONAL
+        enum_type(Direction, "integration_field_direction"), default=Direction.BIDIRECTIONAL
     )
     constant: Mapped[str | None] = mapped_column(String(250), nullable=True)
     transform: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -142,7 +130,7 @@ class Coupling(Base):
     dataverse_table: Mapped[str] = mapped_column(String(60))
     dataverse_id: Mapped[str] = mapped_column(String(36))
     dataverse_etag: Mapped[str | None] = mapped_column(String(60), nullable=True)
-    last_result: Mapped[SyncResult] = mapped_column(_choice(SyncResult, "integration_result"))
+    last_result: Mapped[SyncResult] = mapped_column(enum_type(SyncResult, "integration_result"))
     last_synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -168,7 +156,7 @@ class PendingRecord(Base):
         ForeignKey("integration_table_mappings.name", ondelete="CASCADE"), primary_key=True
     )
     local_id: Mapped[str] = mapped_column(String(60), primary_key=True)
-    result: Mapped[SyncResult] = mapped_column(_choice(SyncResult, "integration_pending_result"))
+    result: Mapped[SyncResult] = mapped_column(enum_type(SyncResult, "integration_pending_result"))
     reason: Mapped[str] = mapped_column(Text)
     since: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -202,6 +190,6 @@ class SyncError(Base):
     mapping_name: Mapped[str] = mapped_column(String(40))
     local_id: Mapped[str] = mapped_column(String(60), default="")
     dataverse_id: Mapped[str] = mapped_column(String(36), default="")
-    result: Mapped[SyncResult] = mapped_column(_choice(SyncResult, "integration_error_result"))
+    result: Mapped[SyncResult] = mapped_column(enum_type(SyncResult, "integration_error_result"))
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -194,13 +194,13 @@ class GraphMailConnector:
             kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
             if response.status_code < 400:
                 return response
-            error = _error_text(response)
+            error = graph_error_text(response)
             if response.status_code == 401 and authorize and not refreshed:
                 refreshed = True
                 self._bearer(refresh=True)
                 continue
             if response.status_code in (429, 503, 504) or response.status_code >= 500:
-                wait = _retry_after(response) or min(2.0**attempt, MAX_WAIT_SECONDS)
+                wait = retry_after_seconds(response) or min(2.0**attempt, MAX_WAIT_SECONDS)
                 log.warning(
                     "graph.throttled",
                     account=self.account,
@@ -218,7 +218,7 @@ class GraphMailConnector:
         raise TransientSendError("Graph kept refusing the request")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     try:
         return float(value) if value is not None else None
@@ -226,7 +226,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _error_text(response: httpx.Response) -> str:
+def graph_error_text(response: httpx.Response) -> str:
     try:
         error = response.json().get("error", {})
         return f"{error.get('code', 'unknown')}: {error.get('message', '')}"

@@ -1,0 +1,1 @@
+"""Email logging: contacts, the interaction log, opportunities, and the matching rules."""

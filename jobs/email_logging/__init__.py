@@ -1,0 +1,1 @@
+"""Email logging: a shared mailbox's Inbox turned into interaction log entries."""
