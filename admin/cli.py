@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import jobs.builtin
 import jobs.mail.job  # noqa: F401  (registers email-dispatch)
 from admin import entries as ops
+from admin.email_logging import add_email_logging_commands
 from admin.mail_cli import add_mail_commands
 from admin.sales import add_sales_commands
 from admin.tables import render_table
@@ -339,6 +340,7 @@ def build_parser(settings: Settings) -> _Parser:
     command(sub, "jobs", c.jobs_list, "list the registered jobs")
     add_mail_commands(sub, settings, lambda: c.sessions, _Parser)
     add_sales_commands(sub, settings, lambda: c.sessions, _Parser)
+    add_email_logging_commands(sub, settings, lambda: c.sessions, _Parser)
     command(sub, "scheduler", c.scheduler, "run the scheduler (APScheduler) process")
     p = command(sub, "worker", c.worker, "run a Dramatiq worker pool")
     p.add_argument("--processes", type=_whole(1, "processes"), default=settings.worker_processes)

@@ -235,7 +235,7 @@ def add_sales_commands(
     p.add_argument("--client-secret-env", required=True, help="variable holding the secret")
     p.add_argument("--authority-host", default=PUBLIC_AUTHORITY_HOST)
     sales.add_parser("mappings", help="the integration table mappings").set_defaults(
-        func=s.mappings
+        handler=s.mappings
     )
     p = sales.add_parser("couplings", help="coupled records")
     p.set_defaults(handler=s.couplings)

@@ -157,11 +157,10 @@ class EwsEmulator(HttpsEmulator):
         has_attachments: bool = False,
     ) -> dict[str, Any]:
         box = self.mailboxes[mailbox.lower()]
-        target = (
-            box.by_distinguished("inbox") if folder.lower() == "inbox" else box.path(folder)
-        ) or box.path(folder)
-        item = {
-            "id": _id(),
+        target = box.by_distinguished(folder.lower()) or box.path(folder)
+        item_id = _id()
+        item: dict[str, Any] = {
+            "id": item_id,
             "changekey": secrets.token_hex(8),
             "subject": subject,
             "received": (received or datetime.now(UTC)).astimezone(UTC),
@@ -175,7 +174,7 @@ class EwsEmulator(HttpsEmulator):
             "has_attachments": has_attachments,
         }
         with self.lock:
-            target.items[item["id"]] = item
+            target.items[item_id] = item
         return item
 
     # -- HTTP --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
+import domain.interactions.models
 import domain.mail.models
 import domain.sales.integration
 import domain.sales.models  # noqa: F401

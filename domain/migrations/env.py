@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import domain.interactions.models
 import domain.mail.models
 import domain.sales.integration
 import domain.sales.models  # noqa: F401  (registers the local sales tables)

@@ -11,6 +11,7 @@ a refused token is renewed once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -23,15 +24,12 @@ from exchangelib import (
     Account,
     Configuration,
     Credentials,
-    FaultTolerance,
     Identity,
     OAuth2Credentials,
     Version,
 )
 from exchangelib.errors import (
-    ErrorAccessDenied,
-    ErrorFolderNotFound,
-    ErrorNonExistentMailbox,
+    ErrorServerBusy,
     EWSError,
     TransportError,
     UnauthorizedError,
@@ -44,6 +42,7 @@ from oauthlib.oauth2 import OAuth2Token
 from domain.interactions.matching import BadMessage, message
 from jobs.email_logging.mailbox import Fetched, MailboxError, Moved
 from jobs.identity import ClientCredentialsTokens, SignInError
+from runtime.logs import get_logger
 from runtime.secrets import Secret
 
 FIELDS = (
@@ -58,7 +57,9 @@ FIELDS = (
     "has_attachments",
     "web_client_read_form_query_string",
 )
-MAX_WAIT_SECONDS = 120
+MAX_WAIT_SECONDS = 120.0
+MAX_TRIES = 5
+log = get_logger("email_logging.ews")
 T = TypeVar("T")
 
 
@@ -93,7 +94,9 @@ class EwsSharedMailbox:
         queue_folder: str = "Inbox",
         storage_folder: str = "Archive",
         verify: str | bool = True,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.sleep = sleep
         self.mailbox, self.queue_path, self.storage_path = mailbox, queue_folder, storage_folder
         self.credentials: _MsalCredentials | Credentials
         if tokens is not None:
@@ -109,7 +112,6 @@ class EwsSharedMailbox:
             credentials=self.credentials,
             auth_type=auth,
             version=Version(build=EXCHANGE_2013),
-            retry_policy=FaultTolerance(max_wait=MAX_WAIT_SECONDS),
         )
         _trust(verify)
         self._account: Account | None = None
@@ -241,22 +243,29 @@ class EwsSharedMailbox:
             return Fetched(item_id, error=str(exc))
 
     def _call(self, operation: Callable[[], T]) -> T:
-        """Runs an EWS operation; a refused token is renewed once; errors become MailboxError."""
-        for attempt in (1, 2):
+        """Runs an EWS operation: a refused token is renewed once, ErrorServerBusy waited
+        out for the back-off EWS asks; other errors become MailboxError."""
+        renewed = False
+        for attempt in range(1, MAX_TRIES + 1):
             try:
                 return operation()
             except UnauthorizedError:
-                if attempt == 2 or not isinstance(self.credentials, _MsalCredentials):
+                if renewed or not isinstance(self.credentials, _MsalCredentials):
                     raise MailboxError(f"EWS refused the credentials for {self.mailbox}") from None
+                renewed = True
                 try:
                     self.credentials.renew()
                 except SignInError as exc:
                     raise MailboxError(str(exc)) from None
                 self.account.protocol.close()
+            except ErrorServerBusy as exc:
+                wait = min(float(exc.back_off or 2.0**attempt), MAX_WAIT_SECONDS)
+                log.warning("ews.server_busy", back_off=wait, attempt=attempt)
+                if attempt == MAX_TRIES:
+                    raise MailboxError(f"EWS stayed busy: {exc}") from None
+                self.sleep(wait)
             except SignInError as exc:
                 raise MailboxError(str(exc)) from None
-            except (ErrorNonExistentMailbox, ErrorAccessDenied, ErrorFolderNotFound) as exc:
-                raise MailboxError(f"EWS: {type(exc).__name__}: {exc}") from None
             except (EWSError, TransportError) as exc:
                 raise MailboxError(f"EWS: {type(exc).__name__}: {exc}") from None
         raise MailboxError("EWS kept refusing the request")

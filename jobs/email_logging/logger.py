@@ -24,12 +24,12 @@ from domain.interactions.matching import (
     new_pairs,
 )
 from domain.interactions.models import EMAIL_TEMPLATE, Contact, InteractionLogEntry
-from domain.sales.models import Salesperson
+from domain.sales.models import Salesperson, table
 from jobs.email_logging.mailbox import Fetched, SharedMailbox
 from runtime.logs import get_logger
 
 log = get_logger("email_logging")
-ILE = InteractionLogEntry.__table__
+ILE = table(InteractionLogEntry)
 
 
 @dataclass
@@ -87,8 +87,10 @@ class EmailLogger:
 
     def _directory(self) -> Directory:
         with self.db.connect() as conn:
-            people = dict(conn.execute(select(Salesperson.code, Salesperson.email)).tuples())
-            contacts = dict(conn.execute(select(Contact.no, Contact.email)).tuples())
+            people = {
+                r.code: r.email for r in conn.execute(select(Salesperson.code, Salesperson.email))
+            }
+            contacts = {r.no: r.email for r in conn.execute(select(Contact.no, Contact.email))}
         return Directory.build(people, contacts)
 
     def _log(
@@ -115,8 +117,8 @@ class EmailLogger:
                 select(ILE.c.message_id, ILE.c.contact_no, ILE.c.salesperson_code).where(
                     ILE.c.message_id.in_(list(by_id))
                 )
-            ).tuples()
-            fresh = new_pairs(candidates, logged)
+            )
+            fresh = new_pairs(candidates, [(r[0], r[1], r[2]) for r in logged])
             rows = [
                 {
                     "contact_no": i.contact_no,
