@@ -108,6 +108,10 @@ class HttpsEmulator(ABC):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One buffered write per answer and no Nagle delay: otherwise headers and body
+            # go out as two segments and the client's delayed ACK costs 40 ms a request.
+            disable_nagle_algorithm = True
+            wbufsize = 1 << 16
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

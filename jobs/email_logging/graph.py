@@ -96,7 +96,11 @@ class GraphSharedMailbox:
         archive: str = "archive",
         verify: str | bool = True,
         sleep: Callable[[float], None] = time.sleep,
+        moves_per_batch: int = BATCH_LIMIT,
     ) -> None:
+        if not 1 <= moves_per_batch <= BATCH_LIMIT:
+            raise ValueError(f"moves per batch must be between 1 and {BATCH_LIMIT}")
+        self.moves_per_batch = moves_per_batch
         self.mailbox, self.tokens, self.archive, self.sleep = mailbox, tokens, archive, sleep
         self.graph_url = graph_url.rstrip("/")
         tls: ssl.SSLContext | bool = (
@@ -138,8 +142,9 @@ class GraphSharedMailbox:
 
     def move(self, item_ids: Sequence[str]) -> Moved:
         moved = Moved()
-        for start in range(0, len(item_ids), BATCH_LIMIT):
-            self._move_batch(list(item_ids[start : start + BATCH_LIMIT]), moved)
+        step = self.moves_per_batch
+        for start in range(0, len(item_ids), step):
+            self._move_batch(list(item_ids[start : start + step]), moved)
         return moved
 
     def _move_batch(self, item_ids: list[str], moved: Moved) -> None:
