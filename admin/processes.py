@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 from dramatiq import Worker
+from sqlalchemy import Engine
 
 from domain.db import make_engine
 from domain.migrations import upgrade
+from runtime.health import HealthServer, Heartbeat, redis_probes
 from runtime.logs import get_logger
 from runtime.settings import Settings
 from scheduler.service import SchedulerService
@@ -18,15 +22,54 @@ from workers.broker import build_broker
 log = get_logger("admin.processes")
 
 
+def _health(
+    settings: Settings,
+    engine: Engine,
+    heartbeat: Heartbeat,
+    process: str,
+    active: Callable[[], bool] | None = None,
+) -> HealthServer | None:
+    if not settings.health_port:
+        return None
+    ping, length = (
+        redis_probes(settings.redis_url, settings.queue_name)
+        if settings.redis_url
+        else (None, lambda: None)
+    )
+    return HealthServer(
+        settings.health_port,
+        engine,
+        heartbeat=heartbeat,
+        broker_ping=ping,
+        queue_length=length,
+        active=active,
+        process=process,
+    ).start()
+
+
 def run_scheduler(settings: Settings, stop: threading.Event) -> None:
     """Scheduler only: needs REDIS_URL (the workers run elsewhere)."""
     engine = make_engine(settings.database_url)
     service = SchedulerService(settings, engine, build_broker(settings))
     service.start()
+    health = _health(settings, engine, service.heartbeat, "scheduler", lambda: service.is_active)
     stop.wait()
     log.info("scheduler.stopping")
     service.stop()
+    if health is not None:
+        health.stop()
     engine.dispose()
+
+
+def _beat_while_alive(heartbeat: Heartbeat) -> None:
+    """The worker pool's main process is Dramatiq's; this beats while it is responsive."""
+
+    def loop() -> None:
+        while True:
+            heartbeat.beat()
+            time.sleep(1.0)
+
+    threading.Thread(target=loop, name="heartbeat", daemon=True).start()
 
 
 def run_worker_pool(settings: Settings, processes: int, threads: int) -> int:
@@ -44,6 +87,10 @@ def run_worker_pool(settings: Settings, processes: int, threads: int) -> int:
         "--skip-logging",
     ]
     sys.argv = ["jobqueue-worker", *argv]
+    heartbeat = Heartbeat(allowed_silence=10.0)
+    if settings.health_port:
+        _beat_while_alive(heartbeat)
+        _health(settings, make_engine(settings.database_url), heartbeat, "worker")
     return int(dramatiq_main() or 0)  # type: ignore[no-untyped-call]
 
 
@@ -77,7 +124,15 @@ class EmbeddedSystem:
 
 
 def run_embedded(settings: Settings, stop: threading.Event, threads: int = 4) -> None:
-    with EmbeddedSystem(settings, threads=threads):
+    with EmbeddedSystem(settings, threads=threads) as system:
+        scheduler = system.scheduler
+        health = _health(
+            settings,
+            system.app.engine,
+            scheduler.heartbeat,
+            "jobqueue",
+            lambda: scheduler.is_active,
+        )
         log.info(
             "embedded.started",
             database=settings.database_url,
@@ -85,3 +140,5 @@ def run_embedded(settings: Settings, stop: threading.Event, threads: int = 4) ->
         )
         stop.wait()
         log.info("embedded.stopping")
+        if health is not None:
+            health.stop()

@@ -53,6 +53,8 @@ class Settings:
     log_level: str = "INFO"
     # An extra CA the clients of outside services trust (a TLS-inspecting proxy, the sandbox).
     ca_file: str | None = None
+    # Port of the health and metrics endpoint (/healthz, /readyz, /metrics); 0 = none.
+    health_port: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -94,5 +96,6 @@ class Settings:
             worker_threads=_int(env, "JOBQUEUE_WORKER_THREADS", 8),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             ca_file=env.get("JOBQUEUE_CA_FILE") or None,
+            health_port=_int(env, "JOBQUEUE_HEALTH_PORT", 0),
             extra={k: v for k, v in env.items() if k.startswith("JOBQUEUE_")},
         )

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from domain.clock import utcnow
 from domain.wakeups import add_local_listener, remove_local_listener
+from runtime.health import Heartbeat
 from runtime.logs import get_logger
 from runtime.settings import Settings
 from scheduler.dispatcher import Dispatcher, TickReport
@@ -33,6 +34,8 @@ class SchedulerService:
         self.lease = LeaderLease(engine, self.holder, settings.leader_ttl_seconds)
         self.listener = WakeListener(engine, self.wake)
         self.last_tick_at: datetime | None = None
+        # Liveness: a tick (leader or standby) at least every few tick intervals.
+        self.heartbeat = Heartbeat(max(15.0, settings.tick_seconds * 10))
         self._aps = BackgroundScheduler(timezone="UTC")
         self._tick_lock = threading.Lock()
         self._again = threading.Event()
@@ -88,11 +91,13 @@ class SchedulerService:
                 if was_leader:
                     log.warning("scheduler.leadership_lost", holder=self.holder)
                 self.last_tick_at = now
+                self.heartbeat.beat()
                 return None
             if not was_leader:
                 log.info("scheduler.became_active", holder=self.holder)
             report = self.dispatcher.tick(now)
             self.last_tick_at = now
+            self.heartbeat.beat()
             if report.dispatched or report.recovered or report.resent or report.woken:
                 log.info(
                     "scheduler.tick",
