@@ -36,6 +36,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RECENT = timedelta(minutes=15)
 
 
+def _seconds(dialect: str, started: Any, ended: Any) -> Any:
+    """A run's duration in seconds, computed by the database (scrapes stay one row per job)."""
+    if dialect == "sqlite":
+        return (func.julianday(ended) - func.julianday(started)) * 86400.0
+    return func.extract("epoch", ended - started)
+
+
 class Heartbeat:
     """The process loop calls `beat()`; liveness fails after `allowed_silence` seconds."""
 
@@ -74,8 +81,11 @@ class DatabaseCollector(Collector):
             runs = conn.execute(
                 select(lg.job_name, lg.status, func.count()).group_by(lg.job_name, lg.status)
             ).all()
+            seconds = _seconds(conn.dialect.name, lg.started_at, lg.ended_at)
             durations = conn.execute(
-                select(lg.job_name, lg.started_at, lg.ended_at).where(lg.ended_at >= now - RECENT)
+                select(lg.job_name, func.count(), func.sum(seconds), func.max(seconds))
+                .where(lg.ended_at >= now - RECENT)
+                .group_by(lg.job_name)
             ).all()
             sent = conn.execute(select(func.count()).select_from(SentEmail)).scalar_one()
             failed = conn.execute(
@@ -102,10 +112,6 @@ class DatabaseCollector(Collector):
         for job, status, count in runs:
             runs_total.add_metric([job, str(getattr(status, "value", status))], float(count))
         yield runs_total
-        seconds: dict[str, list[float]] = {}
-        for job, started, ended in durations:
-            if ended is not None:
-                seconds.setdefault(job, []).append((ended - started).total_seconds())
         families = {
             kind: GaugeMetricFamily(
                 f"jobqueue_run_duration_seconds_{kind}",
@@ -114,10 +120,10 @@ class DatabaseCollector(Collector):
             )
             for kind, title in (("count", "Number"), ("sum", "Total seconds"), ("max", "Longest"))
         }
-        for job, values in seconds.items():
-            families["count"].add_metric([job], len(values))
-            families["sum"].add_metric([job], sum(values))
-            families["max"].add_metric([job], max(values))
+        for job, count, total, longest in durations:
+            families["count"].add_metric([job], float(count))
+            families["sum"].add_metric([job], float(total or 0))
+            families["max"].add_metric([job], float(longest or 0))
         yield from families.values()
         yield CounterMetricFamily("jobqueue_emails_sent", "Emails handed over", value=sent)
         yield GaugeMetricFamily(

@@ -118,6 +118,7 @@ class EmailLogger:
                     ILE.c.message_id.in_(list(by_id))
                 )
             )
+            logged_at = utcnow()
             fresh = new_pairs(candidates, [(r[0], r[1], r[2]) for r in logged])
             rows = [
                 {
@@ -127,7 +128,7 @@ class EmailLogger:
                     "template_code": EMAIL_TEMPLATE,
                     "subject": by_id[mid].subject,
                     "occurred_at": by_id[mid].received_at,
-                    "logged_at": utcnow(),
+                    "logged_at": logged_at,
                     "message_id": mid,
                     "link": by_id[mid].link,
                     "attachments": by_id[mid].has_attachments,
