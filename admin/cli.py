@@ -287,10 +287,21 @@ class Commands:
         run_embedded(self.settings, stop_event_on_signals(), threads=args.threads)
 
     def demo(self, args: argparse.Namespace) -> None:
-        from admin.demo import run_demo
+        from pathlib import Path
 
-        configure_logging(self.settings.log_level, process="demo")
-        raise SystemExit(run_demo(self.settings, timeout=args.timeout))
+        from admin.demo import DemoOptions, run_demo
+
+        options = DemoOptions(
+            database=Path(args.database),
+            customers=args.customers,
+            rate_limit=args.rate_limit,
+            timeout=args.timeout,
+            keep_running=args.keep_running,
+            summary_json=Path(args.summary_json) if args.summary_json else None,
+        ).check()
+        # The progress lines and the summary are the demo's output; JSON logs on request.
+        configure_logging(self.settings.log_level if args.logs else "WARNING", process="demo")
+        raise SystemExit(run_demo(self.settings, options, stop_event_on_signals()))
 
 
 def build_parser(settings: Settings) -> _Parser:
@@ -347,8 +358,16 @@ def build_parser(settings: Settings) -> _Parser:
     p.add_argument("--threads", type=_whole(1, "threads"), default=settings.worker_threads)
     p = command(sub, "run", c.run, "scheduler and workers in one process")
     p.add_argument("--threads", type=_whole(1, "threads"), default=4)
-    p = command(sub, "demo", c.demo, "seed demo entries, run them, print a summary")
-    p.add_argument("--timeout", type=_whole(5, "timeout"), default=60)
+    p = command(sub, "demo", c.demo, "run the whole system on a sandbox company")
+    p.add_argument("--customers", type=_whole(1, "customers"), default=6)
+    p.add_argument(
+        "--rate-limit", type=_whole(0, "rate limit"), default=20, help="SMTP emails per minute"
+    )
+    p.add_argument("--timeout", type=_whole(10, "timeout"), default=180, help="seconds")
+    p.add_argument("--database", default="jobqueue-demo.db", help="a SQLite file, made anew")
+    p.add_argument("--keep-running", action="store_true", help="stay up until SIGTERM/Ctrl-C")
+    p.add_argument("--summary-json", help="also write the summary to this file as JSON")
+    p.add_argument("--logs", action="store_true", help="print the JSON logs too")
     return parser
 
 

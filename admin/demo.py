@@ -1,155 +1,205 @@
-"""`jobqueue demo`: seeds a handful of entries that show the queue's rules, runs the
-embedded system until they settle, wakes the sleeping one, and prints a summary."""
+"""`jobqueue demo`: the whole system on the embedded default, against a sandbox company.
+
+It starts the local emulators (identity platform + Graph mail, Dataverse) and an SMTP
+server, sets Cronus up the way an admin would, and runs the scheduler and a Dramatiq
+worker in this process on a fresh SQLite database. The first pass runs every entry once
+(synchronization in dependency order, the outbox, the shared mailbox); the second asks each
+entry that is still Ready to run again at once, as an admin's "Run now" would, and with
+nothing left to do they go to sleep with their inactivity timeout. Then it prints the
+summary and exits, 0 when every check passed."""
 
 from __future__ import annotations
 
+import json
+import sys
+import tempfile
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from admin import entries as ops
+from admin.demo_report import Progress, collect, render
+from admin.demo_setup import set_up
 from admin.processes import EmbeddedSystem
-from admin.tables import render_table
 from domain.clock import utcnow
-from domain.models import JobQueueCategory, JobQueueEntry, JobQueueLogEntry
-from domain.status import EntryStatus, LogStatus
-from jobs.registry import registry
-from jobs.wakeup import data_changed
+from domain.models import JobQueueEntry, JobQueueLogEntry
+from domain.status import EntryStatus
 from runtime.logs import get_logger
+from runtime.secrets import SecretBox
 from runtime.settings import Settings
+from sandbox.company import MAX_CUSTOMERS
+from sandbox.services import sandbox_services
 
 log = get_logger("admin.demo")
 
-DEMO_ENTRIES: list[tuple[str, str, dict[str, Any]]] = [
-    ("DEMO-NOOP", "noop", {"recurring": True, "minutes_between_runs": 1}),
-    (
-        "DEMO-IDLE",
-        "idle",
-        {
-            "recurring": True,
-            "minutes_between_runs": 1,
-            "inactivity_timeout_minutes": 60,
-            "parameter_string": "watch=demo",
-        },
-    ),
-    ("DEMO-FLAKY", "fail", {"parameter_string": "fail_times=1", "rerun_delay_seconds": 1}),
-    (
-        "DEMO-BROKEN",
-        "fail",
-        {
-            "parameter_string": "message=the demo says no",
-            "maximum_attempts": 2,
-            "rerun_delay_seconds": 1,
-        },
-    ),
-    (
-        "DEMO-TIMEOUT",
-        "sleep",
-        {"parameter_string": "seconds=30", "job_timeout_seconds": 1, "maximum_attempts": 1},
-    ),
-    (
-        "DEMO-CAT-1",
-        "sleep",
-        {"parameter_string": "seconds=0.5", "category_code": "DEMO", "priority": 10},
-    ),
-    ("DEMO-CAT-2", "sleep", {"parameter_string": "seconds=0.5", "category_code": "DEMO"}),
-]
-SETTLED = {EntryStatus.FINISHED, EntryStatus.ERROR, EntryStatus.ON_HOLD_INACTIVITY}
+
+@dataclass(frozen=True)
+class DemoOptions:
+    database: Path = Path("jobqueue-demo.db")
+    customers: int = 6
+    rate_limit: int = 20  # the SMTP account's emails per minute
+    timeout: float = 180.0  # seconds for both passes
+    keep_running: bool = False
+    summary_json: Path | None = None
+
+    def check(self) -> DemoOptions:
+        if not 1 <= self.customers <= MAX_CUSTOMERS:
+            raise ValueError(f"--customers must be 1 to {MAX_CUSTOMERS}, not {self.customers}")
+        if self.rate_limit < 0:
+            raise ValueError("--rate-limit is emails per minute, 0 (no limit) or more")
+        if self.database.exists() and not self.database.is_file():
+            raise ValueError(f"--database {self.database} exists and is not a file")
+        return self
 
 
-def _seed(system: EmbeddedSystem) -> None:
-    sessions = system.app.session_factory
-    with sessions.begin() as session:
-        session.execute(delete(JobQueueLogEntry).where(JobQueueLogEntry.entry_code.like("DEMO-%")))
-        session.execute(delete(JobQueueEntry).where(JobQueueEntry.code.like("DEMO-%")))
-        if session.get(JobQueueCategory, "DEMO") is None:
-            ops.add_category(session, "DEMO", "demo entries that run one at a time")
-        for code, job, changes in DEMO_ENTRIES:
-            ops.add_entry(session, code, job, changes, registry, utcnow(), system.settings.tz)
+class Interrupted(Exception):
+    """SIGTERM or Ctrl-C before the demo finished."""
 
 
-def _settled(system: EmbeddedSystem) -> bool:
-    with system.app.session_factory() as session:
-        rows = session.execute(
-            select(JobQueueEntry.code, JobQueueEntry.status, JobQueueEntry.run_seq).where(
-                JobQueueEntry.code.like("DEMO-%")
-            )
-        ).all()
-    for code, status, run_seq in rows:
-        if code == "DEMO-NOOP":
-            if run_seq < 1 or status == EntryStatus.IN_PROCESS:
+def _fresh(database: Path) -> str:
+    """The demo's own SQLite file, new each time: never the database of a real system."""
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        path.unlink(missing_ok=True)
+    return f"sqlite:///{database.resolve()}"
+
+
+def _finished_runs(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(JobQueueLogEntry.entry_code, func.count())
+        .where(JobQueueLogEntry.ended_at.is_not(None))
+        .group_by(JobQueueLogEntry.entry_code)
+    ).all()
+    return {code: int(count) for code, count in rows}
+
+
+def _statuses(session: Session) -> dict[str, EntryStatus]:
+    return dict(session.execute(select(JobQueueEntry.code, JobQueueEntry.status)).tuples().all())
+
+
+class Driver:
+    """Waits for passes to finish while the progress is printed."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        progress: Progress,
+        stop: threading.Event,
+        deadline: float,
+    ) -> None:
+        self.sessions, self.progress, self.stop, self.deadline = (
+            sessions,
+            progress,
+            stop,
+            deadline,
+        )
+
+    def wait(self, done: Callable[[dict[str, int], dict[str, EntryStatus]], bool]) -> bool:
+        """False when the time ran out; raises Interrupted on a stop signal."""
+        while True:
+            self.progress.poll()
+            with self.sessions() as session:
+                runs, statuses = _finished_runs(session), _statuses(session)
+            if done(runs, statuses):
+                return True
+            if time.monotonic() > self.deadline:
                 return False
-        elif status not in SETTLED:
-            return False
-    return True
+            if self.stop.wait(0.25):
+                raise Interrupted
 
-
-def _wait(system: EmbeddedSystem, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if _settled(system):
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def summary(system: EmbeddedSystem) -> str:
-    with system.app.session_factory() as session:
-        entries = (
-            session.execute(
-                select(JobQueueEntry)
-                .where(JobQueueEntry.code.like("DEMO-%"))
-                .order_by(JobQueueEntry.code)
+    def first_pass(self) -> bool:
+        return self.wait(
+            lambda runs, statuses: all(
+                runs.get(code, 0) >= 1 and status != EntryStatus.IN_PROCESS
+                for code, status in statuses.items()
             )
-            .scalars()
-            .all()
         )
-        runs = dict(
-            session.execute(
-                select(JobQueueLogEntry.entry_code, func.count())
-                .where(JobQueueLogEntry.entry_code.like("DEMO-%"))
-                .group_by(JobQueueLogEntry.entry_code)
-            ).all()
+
+    def second_pass(self) -> bool:
+        with self.sessions.begin() as session:
+            before = _finished_runs(session)
+            ready = [c for c, s in _statuses(session).items() if s == EntryStatus.READY]
+            for code in ready:
+                ops.run_now(session, code, utcnow())
+        return self.wait(
+            lambda runs, statuses: all(
+                runs.get(code, 0) > before.get(code, 0) and statuses[code] != EntryStatus.IN_PROCESS
+                for code in ready
+            )
         )
-        failures = dict(
-            session.execute(
-                select(JobQueueLogEntry.entry_code, func.count())
-                .where(
-                    JobQueueLogEntry.entry_code.like("DEMO-%"),
-                    JobQueueLogEntry.status == LogStatus.ERROR,
-                )
-                .group_by(JobQueueLogEntry.entry_code)
-            ).all()
-        )
-    rows = [
-        (
-            e.code,
-            e.job_name,
-            e.status.value,
-            runs.get(e.code, 0),
-            failures.get(e.code, 0),
-            "sleeping until " + e.earliest_start.strftime("%H:%M:%S UTC")
-            if e.status == EntryStatus.ON_HOLD_INACTIVITY
-            else "",
-        )
-        for e in entries
-    ]
-    return render_table(("entry", "job", "status", "runs", "failed runs", "note"), rows)
 
 
-def run_demo(settings: Settings, timeout: int = 60) -> int:
-    with EmbeddedSystem(settings) as system:
-        _seed(system)
-        log.info("demo.seeded", entries=[code for code, _, _ in DEMO_ENTRIES])
-        deadline = time.monotonic() + timeout
-        if not _wait(system, deadline):
-            print(summary(system))
-            log.error("demo.timeout", seconds=timeout)
-            return 1
-        with system.app.session_factory.begin() as session:
-            woken = data_changed(session, "demo", settings.tz)
-        log.info("demo.data_changed", kind="demo", woken=woken)
-        time.sleep(0.5)
-        settled = _wait(system, deadline)
-        print(summary(system))
-        return 0 if settled else 1
+def _header(out: TextIO, settings: Settings, customers: int, emails: int, messages: int) -> None:
+    out.write(
+        f"Sandbox company Cronus: {customers} customers with a posted invoice each, "
+        f"{emails} emails in the outbox, {messages} messages in the shared mailbox.\n"
+        f"Database {settings.database_url}, in-process broker; Dataverse, Microsoft identity, "
+        "Graph mail and SMTP run on 127.0.0.1.\n\n"
+    )
+    out.flush()
+
+
+def run_demo(
+    settings: Settings,
+    options: DemoOptions,
+    stop: threading.Event | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    options.check()
+    stop = stop or threading.Event()
+    box = SecretBox.from_env()  # the jobs read the same key: JOBQUEUE_SECRET_KEY or its file
+    with (
+        tempfile.TemporaryDirectory(prefix="jobqueue-sandbox-") as folder,
+        sandbox_services(Path(folder)) as services,
+    ):
+        settings = replace(
+            settings,
+            database_url=_fresh(options.database),
+            redis_url=None,
+            ca_file=services.ca_file,
+        )
+        system = EmbeddedSystem(settings)  # migrates the new database
+        sessions = system.app.session_factory
+        expected = set_up(
+            sessions,
+            services,
+            box,
+            settings.tz,
+            customers=options.customers,
+            rate_limit=options.rate_limit,
+        )
+        _header(out, settings, options.customers, expected.emails, expected.messages)
+        progress = Progress(sessions, out)
+        driver = Driver(sessions, progress, stop, time.monotonic() + options.timeout)
+        system.start()
+        try:
+            settled = driver.first_pass()
+            if settled:
+                out.write("\nSecond pass: every entry still Ready runs again now.\n")
+                settled = driver.second_pass()
+            interrupted = False
+        except Interrupted:
+            settled, interrupted = False, True
+        progress.poll()
+        summary = collect(sessions, services, expected)
+        out.write("\n" + render(summary) + "\n")
+        if not settled:
+            why = "interrupted" if interrupted else f"not settled within {options.timeout:.0f} s"
+            out.write(f"The demo was {why}.\n")
+        if options.summary_json is not None:
+            options.summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
+        log.info("demo.finished", ok=summary.ok, settled=settled, problems=summary.problems)
+        if options.keep_running and not interrupted:
+            out.write(
+                "\nStill running (the emulators too); SIGTERM or Ctrl-C stops. Explore with:\n"
+                f"  DATABASE_URL={settings.database_url} jobqueue entries list\n"
+            )
+            out.flush()
+            stop.wait()
+        system.stop()
+    return 0 if settled and summary.ok else 1

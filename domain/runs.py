@@ -239,9 +239,11 @@ def _finish_pg() -> Any:
 
 
 def _wakes(entry: Any, decision: Decision, now: datetime) -> bool:
-    return decision.status == EntryStatus.READY and (
-        entry.category_code is not None or decision.earliest_start <= now
-    )
+    """Tick now when the run freed its category (the next entry of it may start, whatever
+    became of this one: Ready, asleep, Error or Finished) or left the entry due at once."""
+    if entry.category_code is not None:
+        return True
+    return decision.status == EntryStatus.READY and decision.earliest_start <= now
 
 
 def finish_run(

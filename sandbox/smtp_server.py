@@ -9,6 +9,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     content: bytes
+    at: float = 0.0  # when the server accepted it (epoch seconds)
 
 
 @dataclass
@@ -75,7 +77,12 @@ class Handler:
                 server.transport.close()  # gone before the 250: the message is not accepted
                 return "421 closing"
             self.accepted.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    time.time(),
+                )
             )
         return "250 OK: queued"
 
@@ -100,6 +107,7 @@ def free_port() -> int:
 class SmtpServer:
     def __init__(self, folder: Path) -> None:
         cert, key = self_signed_cert(folder)
+        self.ca_file = str(cert)
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_tls.load_cert_chain(cert, key)
         self.client_tls = ssl.create_default_context(cafile=str(cert))

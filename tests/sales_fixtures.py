@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,15 @@ from domain.clock import utcnow
 from domain.sales.defaults import DEFAULTS
 from jobs.sales.connection import connect, save_connection
 from jobs.sales.engine import Counters, SyncEngine
-from jobs.sales.local import save
 from runtime.secrets import Secret, SecretBox
+from sandbox.company import post_invoice as invoice
+from sandbox.company import seed_company as seed
 from sandbox.dataverse import DataverseEmulator
 from sandbox.graph import GraphEmulator
 
 TENANT, CLIENT_ID, SECRET = "cronus.onmicrosoft.com", "9a9a9a9a-0000-4000-8000-000000000001", "dv~s"
 ORDER = [m.name for m in DEFAULTS]
+__all__ = ["ORDER", "Sandbox", "configure", "invoice", "seed", "start", "sync"]
 
 
 @dataclass
@@ -59,120 +59,6 @@ def configure(sessions: sessionmaker[Session], sandbox: Sandbox, tz: Any) -> Non
             authority_host=sandbox.identity.base,
         )
         setup_defaults(session, utcnow(), tz)
-
-
-def seed(sessions: sessionmaker[Session], tz: Any) -> None:
-    rows: list[tuple[str, dict[str, Any]]] = [
-        ("units_of_measure", {"code": "PCS", "description": "Pieces"}),
-        ("units_of_measure", {"code": "HOUR", "description": "Hour"}),
-        (
-            "items",
-            {
-                "no": "1000",
-                "description": "Bicycle",
-                "base_unit_of_measure": "PCS",
-                "unit_price": Decimal("4000"),
-            },
-        ),
-        (
-            "items",
-            {
-                "no": "1001",
-                "description": "Touring Bicycle",
-                "base_unit_of_measure": "PCS",
-                "unit_price": Decimal("5000"),
-            },
-        ),
-        (
-            "resources",
-            {
-                "no": "LIFT",
-                "name": "Lift service",
-                "base_unit_of_measure": "HOUR",
-                "unit_price": Decimal("90"),
-            },
-        ),
-        ("customer_price_groups", {"code": "RETAIL", "description": "Retail"}),
-        (
-            "sales_prices",
-            {
-                "sales_type": "Customer Price Group",
-                "sales_code": "RETAIL",
-                "item_no": "1000",
-                "unit_of_measure_code": "PCS",
-                "unit_price": Decimal("3800"),
-            },
-        ),
-        (
-            "sales_prices",
-            {
-                "sales_type": "Customer",
-                "sales_code": "C1",
-                "item_no": "1000",
-                "unit_of_measure_code": "PCS",
-                "unit_price": Decimal("3500"),
-            },
-        ),
-        ("salespersons", {"code": "JO", "name": "Jim Olive", "email": "jim@cronus.com"}),
-        (
-            "customers",
-            {
-                "no": "C1",
-                "name": "The Cannon Group",
-                "email": "info@cannon.com",
-                "salesperson_code": "JO",
-                "customer_price_group": "RETAIL",
-                "balance": Decimal("1200"),
-            },
-        ),
-    ]
-    with sessions.begin() as session:
-        for table_name, values in rows:
-            save(session, table_name, values, user="ADMIN", tz=tz)
-    invoice(sessions, tz, "103001", "C1")
-
-
-def invoice(sessions: sessionmaker[Session], tz: Any, no: str, customer: str) -> None:
-    with sessions.begin() as session:
-        save(
-            session,
-            "sales_invoice_headers",
-            {
-                "no": no,
-                "customer_no": customer,
-                "salesperson_code": "JO",
-                "customer_price_group": "RETAIL",
-                "posting_date": date(2026, 11, 20),
-                "amount": Decimal("4090"),
-                "amount_including_vat": Decimal("4948.90"),
-            },
-            user="ADMIN",
-            tz=tz,
-            lines=[
-                {
-                    "document_no": no,
-                    "line_no": 10000,
-                    "type": "Item",
-                    "no": "1000",
-                    "description": "Bicycle",
-                    "quantity": Decimal(1),
-                    "unit_of_measure_code": "PCS",
-                    "unit_price": Decimal("4000"),
-                    "line_amount": Decimal("4000"),
-                },
-                {
-                    "document_no": no,
-                    "line_no": 20000,
-                    "type": "Resource",
-                    "no": "LIFT",
-                    "description": "Lift service",
-                    "quantity": Decimal(1),
-                    "unit_of_measure_code": "HOUR",
-                    "unit_price": Decimal("90"),
-                    "line_amount": Decimal("90"),
-                },
-            ],
-        )
 
 
 def sync(

@@ -194,3 +194,29 @@ def test_a_run_finished_after_its_lease_was_recovered_does_not_move_the_entry(
     assert entry(sessions, "ZOMBIE").status == EntryStatus.ERROR
     [run] = logs(sessions, "ZOMBIE")
     assert run.status == LogStatus.ERROR  # the recovery's verdict stands
+
+
+def test_a_category_entry_that_goes_to_sleep_frees_its_category_at_once(
+    settings: Settings, stub, engine
+) -> None:
+    """The next entry of the category is dispatched on the wake-up, not a tick later."""
+    from domain.runs import RunResult, claim_run, finish_run
+
+    broker, dispatcher, sessions = stub
+    with sessions.begin() as session:
+        ops.add_category(session, "CHAIN")
+    common = {"category_code": "CHAIN", "recurring": True, "minutes_between_runs": 30}
+    add(sessions, settings, "FIRST", "noop", priority=9, inactivity_timeout_minutes=60, **common)
+    add(sessions, settings, "SECOND", "noop", priority=1, **common)
+    dispatcher.tick(utcnow())
+    [(entry_id, run_seq)] = queued(broker, settings)  # one at a time: FIRST only
+    with engine.begin() as conn:
+        claimed = claim_run(conn, entry_id, run_seq, "worker", 30.0, utcnow())
+        assert claimed is not None
+        idle = RunResult(succeeded=True, activity=False)
+        finished = finish_run(conn, claimed, idle, utcnow(), settings.tz)
+    assert finished.decision is not None
+    assert finished.decision.status == EntryStatus.ON_HOLD_INACTIVITY
+    assert finished.wake_scheduler  # the category is free: tick now
+    dispatcher.tick(utcnow())
+    assert entry(sessions, "SECOND").status == EntryStatus.IN_PROCESS

@@ -38,6 +38,8 @@ def connector_factory(
         return _graph(account)
 
     verify: str | bool = ca_file or True
+    if ssl_context is None and ca_file:
+        ssl_context = ssl.create_default_context(cafile=ca_file)
 
     def _registration(account: Any) -> Any:
         with engine.connect() as conn:

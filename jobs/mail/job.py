@@ -32,7 +32,8 @@ def email_dispatch(parameters: str, ctx: JobContext) -> JobOutcome:
     max_seconds = float(parse_parameters(parameters).get("max_seconds", "50"))
     engine = ctx.session_factory.kw["bind"]
     assert isinstance(engine, Engine)
-    dispatcher = MailDispatcher(engine, connector_factory(engine, SecretBox.from_env()))
+    connectors = connector_factory(engine, SecretBox.from_env(), ca_file=ctx.settings.ca_file)
+    dispatcher = MailDispatcher(engine, connectors)
     counters = dispatcher.run(max_seconds=max_seconds, cancelled=ctx.cancelled.is_set)
     # Messages waiting for a retry or a later send time keep the entry on its cadence;
     # only an empty outbox lets it sleep.
