@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin import entries as ops
 from admin.demo_report import Progress, collect, render
 from admin.demo_setup import set_up
-from admin.processes import EmbeddedSystem
+from admin.processes import EmbeddedSystem, start_health
 from domain.clock import utcnow
 from domain.models import JobQueueEntry, JobQueueLogEntry
 from domain.status import EntryStatus
@@ -79,7 +79,8 @@ def _finished_runs(session: Session) -> dict[str, int]:
 
 
 def _statuses(session: Session) -> dict[str, EntryStatus]:
-    return dict(session.execute(select(JobQueueEntry.code, JobQueueEntry.status)).tuples().all())
+    rows = session.execute(select(JobQueueEntry.code, JobQueueEntry.status)).all()
+    return {code: status for code, status in rows}
 
 
 class Driver:
@@ -144,6 +145,18 @@ def _header(out: TextIO, settings: Settings, customers: int, emails: int, messag
     out.flush()
 
 
+def _drive(driver: Driver, out: TextIO) -> tuple[bool, bool]:
+    """(settled, interrupted)."""
+    try:
+        settled = driver.first_pass()
+        if settled:
+            out.write("\nSecond pass: every entry still Ready runs again now.\n")
+            settled = driver.second_pass()
+        return settled, False
+    except Interrupted:
+        return False, True
+
+
 def run_demo(
     settings: Settings,
     options: DemoOptions,
@@ -177,29 +190,30 @@ def run_demo(
         progress = Progress(sessions, out)
         driver = Driver(sessions, progress, stop, time.monotonic() + options.timeout)
         system.start()
+        scheduler = system.scheduler
+        health = start_health(
+            settings, system.app.engine, scheduler.heartbeat, "demo", lambda: scheduler.is_active
+        )
         try:
-            settled = driver.first_pass()
-            if settled:
-                out.write("\nSecond pass: every entry still Ready runs again now.\n")
-                settled = driver.second_pass()
-            interrupted = False
-        except Interrupted:
-            settled, interrupted = False, True
-        progress.poll()
-        summary = collect(sessions, services, expected)
-        out.write("\n" + render(summary) + "\n")
-        if not settled:
-            why = "interrupted" if interrupted else f"not settled within {options.timeout:.0f} s"
-            out.write(f"The demo was {why}.\n")
-        if options.summary_json is not None:
-            options.summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
-        log.info("demo.finished", ok=summary.ok, settled=settled, problems=summary.problems)
-        if options.keep_running and not interrupted:
-            out.write(
-                "\nStill running (the emulators too); SIGTERM or Ctrl-C stops. Explore with:\n"
-                f"  DATABASE_URL={settings.database_url} jobqueue entries list\n"
-            )
-            out.flush()
-            stop.wait()
-        system.stop()
+            settled, interrupted = _drive(driver, out)
+            progress.poll()
+            summary = collect(sessions, services, expected)
+            out.write("\n" + render(summary) + "\n")
+            if not settled:
+                why = "interrupted" if interrupted else f"not settled in {options.timeout:.0f} s"
+                out.write(f"The demo was {why}.\n")
+            if options.summary_json is not None:
+                options.summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
+            log.info("demo.finished", ok=summary.ok, settled=settled, problems=summary.problems)
+            if options.keep_running and not interrupted:
+                out.write(
+                    "\nStill running (the emulators too); SIGTERM or Ctrl-C stops. Explore with:\n"
+                    f"  DATABASE_URL={settings.database_url} jobqueue entries list\n"
+                )
+                out.flush()
+                stop.wait()
+        finally:
+            if health is not None:
+                health.stop()
+            system.stop()
     return 0 if settled and summary.ok else 1

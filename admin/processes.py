@@ -22,13 +22,14 @@ from workers.broker import build_broker
 log = get_logger("admin.processes")
 
 
-def _health(
+def start_health(
     settings: Settings,
     engine: Engine,
     heartbeat: Heartbeat,
     process: str,
     active: Callable[[], bool] | None = None,
 ) -> HealthServer | None:
+    """The health and metrics endpoint on JOBQUEUE_HEALTH_PORT, if one is set."""
     if not settings.health_port:
         return None
     ping, length = (
@@ -52,7 +53,9 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
     engine = make_engine(settings.database_url)
     service = SchedulerService(settings, engine, build_broker(settings))
     service.start()
-    health = _health(settings, engine, service.heartbeat, "scheduler", lambda: service.is_active)
+    health = start_health(
+        settings, engine, service.heartbeat, "scheduler", lambda: service.is_active
+    )
     stop.wait()
     log.info("scheduler.stopping")
     service.stop()
@@ -90,7 +93,7 @@ def run_worker_pool(settings: Settings, processes: int, threads: int) -> int:
     heartbeat = Heartbeat(allowed_silence=10.0)
     if settings.health_port:
         _beat_while_alive(heartbeat)
-        _health(settings, make_engine(settings.database_url), heartbeat, "worker")
+        start_health(settings, make_engine(settings.database_url), heartbeat, "worker")
     return int(dramatiq_main() or 0)  # type: ignore[no-untyped-call]
 
 
@@ -126,7 +129,7 @@ class EmbeddedSystem:
 def run_embedded(settings: Settings, stop: threading.Event, threads: int = 4) -> None:
     with EmbeddedSystem(settings, threads=threads) as system:
         scheduler = system.scheduler
-        health = _health(
+        health = start_health(
             settings,
             system.app.engine,
             scheduler.heartbeat,
