@@ -190,7 +190,7 @@ def test_throttling_and_an_expired_token_are_waited_out(
         deliver(mail, "graph", sender=JO, to=[ROBIN], subject=f"m{n}")
     slept: list[float] = []
     box = mail.graph_mailbox(sleep=slept.append)
-    box._token = "expired-token"  # as if the cached token had expired
+    box.graph.token = "expired-token"  # as if the cached token had expired
     mail.graph.inject(r"/mailFolders/inbox/messages$", 429, retry_after=7, times=1)
     mail.graph.inject(r"/messages/[^/]+/move$", 429, retry_after=3, times=1)  # inside $batch
     counters = EmailLogger(engine, box, batch_size=10).run()

@@ -183,3 +183,23 @@ def test_microsoft_365_accounts_send_through_the_dispatcher(
     assert message.send_after == now + timedelta(seconds=120)
     assert "TooManyRequests" in (message.last_error or "")
     assert len(graph.mailboxes["sales@cronus.com"].sent) == 1
+
+
+def test_an_untrusted_graph_certificate_fails_at_once_without_retries(
+    graph: GraphEmulator,
+) -> None:
+    """Waiting does not make a certificate trusted: one attempt, no backoff, a clear reason."""
+    from jobs.mail.errors import TransientSendError
+
+    tokens = ClientCredentialsTokens(
+        TENANT, CLIENT_ID, Secret(SECRET), authority_host=graph.base, verify=graph.ca_file
+    )
+    waits: list[float] = []
+    conn = GraphMailConnector(  # the token is fetched trusting the CA; Graph without it
+        "Sales", "sales@cronus.com", tokens, graph_url=graph.graph_url, sleep=waits.append
+    )
+    with pytest.raises(TransientSendError, match="Graph not trusted") as failure:
+        conn.send(mime(), "sales@cronus.com", ["buyer@fabrikam.com"])
+    assert waits == [] and conn.graph.requests == 1
+    assert SECRET not in str(failure.value)
+    assert graph.mailboxes["sales@cronus.com"].sent == []

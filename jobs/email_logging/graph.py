@@ -10,7 +10,6 @@ the batch too; a 401 gets one fresh token.
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -20,8 +19,8 @@ import httpx
 
 from domain.interactions.matching import BadMessage, message
 from jobs.email_logging.mailbox import Fetched, MailboxError, Moved
-from jobs.identity import ClientCredentialsTokens, SignInError
-from jobs.mail.graph import graph_error_text, retry_after_seconds
+from jobs.graph_client import GraphClient, GraphError, GraphRefused
+from jobs.identity import ClientCredentialsTokens
 from runtime.logs import get_logger
 
 log = get_logger("email_logging.graph")
@@ -101,24 +100,35 @@ class GraphSharedMailbox:
         if not 1 <= moves_per_batch <= BATCH_LIMIT:
             raise ValueError(f"moves per batch must be between 1 and {BATCH_LIMIT}")
         self.moves_per_batch = moves_per_batch
-        self.mailbox, self.tokens, self.archive, self.sleep = mailbox, tokens, archive, sleep
+        self.mailbox, self.archive = mailbox, archive
         self.graph_url = graph_url.rstrip("/")
-        tls: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        self.graph = GraphClient(
+            tokens,
+            verify=verify,
+            sleep=sleep,
+            max_tries=MAX_TRIES,
+            max_wait_seconds=MAX_WAIT_SECONDS,
+            headers={"Prefer": PREFER},
+            log_fields={"mailbox": mailbox},
         )
-        self.client = httpx.Client(verify=tls, timeout=60)
-        self._token: str | None = None
-        self.requests = 0
+
+    @property
+    def requests(self) -> int:
+        """Graph requests sent, retries included."""
+        return self.graph.requests
 
     def close(self) -> None:
-        self.client.close()
+        self.graph.close()
 
     @property
     def _user(self) -> str:
         return f"/users/{self.mailbox}"
 
     def check(self) -> list[str]:
-        self._bearer(refresh=True)
+        try:
+            self.graph.bearer(refresh=True)
+        except GraphError as exc:
+            raise MailboxError(str(exc)) from None
         checked = ["signed in (client credentials)"]
         for folder in ("inbox", self.archive):
             data = self._call("GET", f"{self._user}/mailFolders/{folder}").json()
@@ -186,51 +196,16 @@ class GraphSharedMailbox:
             if not pending:
                 return
             if attempt < MAX_TRIES:
-                self.sleep(min(wait or 2.0**attempt, MAX_WAIT_SECONDS))
+                self.graph.sleep(min(wait or 2.0**attempt, MAX_WAIT_SECONDS))
         for item_id in pending.values():
             moved.failed[item_id] = "Graph kept throttling the move"
 
-    def _bearer(self, refresh: bool = False) -> str:
-        if self._token is None or refresh:
-            try:
-                self._token = self.tokens.token(refresh=refresh).reveal()
-            except SignInError as exc:
-                raise MailboxError(str(exc)) from None
-        return self._token
-
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        refreshed = False
-        for attempt in range(1, MAX_TRIES + 1):
-            headers = {"Authorization": f"Bearer {self._bearer()}", "Prefer": PREFER}
-            self.requests += 1
-            try:
-                response = self.client.request(
-                    method, f"{self.graph_url}{path}", headers=headers, **kwargs
-                )
-            except httpx.TransportError as exc:
-                if attempt == MAX_TRIES:
-                    raise MailboxError(f"Graph unreachable: {exc}") from None
-                self.sleep(min(2.0**attempt, MAX_WAIT_SECONDS))
-                continue
-            if response.status_code < 400:
-                return response
-            if response.status_code == 401 and not refreshed:
-                refreshed = True
-                self._bearer(refresh=True)
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                wait = retry_after_seconds(response) or min(2.0**attempt, MAX_WAIT_SECONDS)
-                log.warning(
-                    "graph.throttled",
-                    status=response.status_code,
-                    retry_after=wait,
-                    attempt=attempt,
-                )
-                if attempt < MAX_TRIES and wait <= MAX_WAIT_SECONDS:
-                    self.sleep(wait)
-                    continue
+        try:
+            return self.graph.call(method, f"{self.graph_url}{path}", **kwargs)
+        except GraphRefused as exc:
             raise MailboxError(
-                f"Graph {response.status_code} on {method} {path.split('?')[0]}: "
-                f"{graph_error_text(response)}"
-            )
-        raise MailboxError("Graph kept refusing the request")
+                f"Graph {exc.status} on {method} {path.split('?')[0]}: {exc.text}"
+            ) from None
+        except GraphError as exc:
+            raise MailboxError(str(exc)) from None

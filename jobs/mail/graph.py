@@ -12,7 +12,6 @@ accepted, so it is reported as uncertain rather than sent again.
 from __future__ import annotations
 
 import base64
-import ssl
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -20,11 +19,10 @@ from typing import Any
 
 import httpx
 
-from jobs.identity import ClientCredentialsTokens, SignInError
+from jobs.graph_client import GraphClient, GraphRefused, GraphSignInError, GraphUnreachable
+from jobs.identity import ClientCredentialsTokens
 from jobs.mail.errors import PermanentSendError, SendError, TransientSendError
-from runtime.logs import get_logger
 
-log = get_logger("mail.graph")
 INLINE_LIMIT = 3 * 1024 * 1024
 CHUNK = 10 * 320 * 1024  # 3.125 MiB: a multiple of 320 KiB, under Graph's 4 MiB per request
 MAX_TRIES = 4
@@ -69,17 +67,19 @@ class GraphMailConnector:
         verify: str | bool = True,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.account, self.mailbox, self.tokens = account, mailbox, tokens
+        self.account, self.mailbox = account, mailbox
         self.graph_url = graph_url.rstrip("/")
-        self.sleep = sleep
-        tls: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        self.graph = GraphClient(
+            tokens,
+            verify=verify,
+            sleep=sleep,
+            max_tries=MAX_TRIES,
+            max_wait_seconds=MAX_WAIT_SECONDS,
+            log_fields={"account": account},
         )
-        self.client = httpx.Client(verify=tls, timeout=60)
-        self._token: str | None = None
 
     def close(self) -> None:
-        self.client.close()
+        self.graph.close()
 
     def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None:
         shown = {a.lower() for h in ("To", "Cc") for a in str(mime[h] or "").split(",") if a}
@@ -157,78 +157,19 @@ class GraphMailConnector:
                 },
             )
 
-    def _bearer(self, refresh: bool = False) -> str:
-        if self._token is None or refresh:
-            try:
-                self._token = self.tokens.token(refresh=refresh).reveal()
-            except SignInError as exc:
-                raise PermanentSendError(f"{self.account}: {exc}") from None
-        return self._token
-
     def _call(
-        self,
-        method: str,
-        url: str,
-        *,
-        uncertain: bool = False,
-        authorize: bool = True,
-        **kwargs: Any,
+        self, method: str, url: str, *, uncertain: bool = False, **kwargs: Any
     ) -> httpx.Response:
-        refreshed = False
-        for attempt in range(1, MAX_TRIES + 1):
-            headers = dict(kwargs.pop("headers", {}) or {})
-            if authorize:
-                headers["Authorization"] = f"Bearer {self._bearer()}"
-            try:
-                response = self.client.request(method, url, headers=headers, **kwargs)
-            except httpx.TransportError as exc:
-                if uncertain and not isinstance(exc, httpx.ConnectError):
-                    raise UncertainSendError(
-                        f"delivery uncertain: no answer from Graph to {method}: {exc}"
-                    ) from None
-                if attempt == MAX_TRIES:
-                    raise TransientSendError(f"Graph unreachable: {exc}") from None
-                self.sleep(min(2.0**attempt, MAX_WAIT_SECONDS))
-                kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
-                continue
-            kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
-            if response.status_code < 400:
-                return response
-            error = graph_error_text(response)
-            if response.status_code == 401 and authorize and not refreshed:
-                refreshed = True
-                self._bearer(refresh=True)
-                continue
-            if response.status_code in (429, 503, 504) or response.status_code >= 500:
-                wait = retry_after_seconds(response) or min(2.0**attempt, MAX_WAIT_SECONDS)
-                log.warning(
-                    "graph.throttled",
-                    account=self.account,
-                    status=response.status_code,
-                    retry_after=wait,
-                    attempt=attempt,
-                )
-                if attempt == MAX_TRIES or wait > MAX_WAIT_SECONDS:
-                    raise TransientSendError(
-                        f"Graph {response.status_code}: {error}", retry_after=wait
-                    )
-                self.sleep(wait)
-                continue
-            raise PermanentSendError(f"Graph {response.status_code}: {error}")
-        raise TransientSendError("Graph kept refusing the request")
-
-
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def graph_error_text(response: httpx.Response) -> str:
-    try:
-        error = response.json().get("error", {})
-        return f"{error.get('code', 'unknown')}: {error.get('message', '')}"
-    except (ValueError, AttributeError):
-        return response.text[:200] or response.reason_phrase
+        """`uncertain`: a send that may have been accepted when no answer came."""
+        try:
+            return self.graph.call(method, url, idempotent=not uncertain, **kwargs)
+        except GraphSignInError as exc:
+            raise PermanentSendError(f"{self.account}: {exc}") from None
+        except GraphUnreachable as exc:
+            if exc.maybe_done:
+                raise UncertainSendError(f"delivery uncertain: {method}: {exc}") from None
+            raise TransientSendError(str(exc)) from None
+        except GraphRefused as exc:
+            if exc.transient:
+                raise TransientSendError(str(exc), retry_after=exc.retry_after) from None
+            raise PermanentSendError(str(exc)) from None
