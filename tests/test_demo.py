@@ -19,7 +19,7 @@ from admin.demo_setup import Expected
 from runtime.settings import Settings
 from tests.helpers import cli_runner
 
-EXPECTED = Expected(customers=2, emails=4, interactions=4, messages=6, rate_limit=20)
+EXPECTED = Expected(customers=2, emails=4, smtp_emails=2, interactions=4, messages=6, rate_limit=20)
 
 
 def _summary(**changes: object) -> Summary:
@@ -56,6 +56,7 @@ def test_the_summary_checks_catch_what_went_wrong() -> None:
     ]
     assert _problems(_summary(sync_order=list(reversed(SYNC_ORDER))), EXPECTED)
     assert _problems(_summary(emails_sent=3), EXPECTED) == ["3 of 4 emails sent"]
+    assert _problems(_summary(smtp_received=1), EXPECTED) == ["the SMTP server received 1 emails"]
     assert _problems(_summary(interactions=3, inbox_left=1), EXPECTED) == [
         "3 of 4 interactions logged",
         "1 messages left in the shared mailbox's Inbox",
