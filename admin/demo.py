@@ -20,15 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from admin import entries as ops
-from admin.demo_report import Progress, collect, render
+from admin.demo_report import Progress, Snapshot, collect, render
 from admin.demo_setup import set_up
 from admin.processes import EmbeddedSystem, start_health
 from domain.clock import utcnow
-from domain.models import JobQueueEntry, JobQueueLogEntry
 from domain.status import EntryStatus
 from runtime.logs import get_logger
 from runtime.secrets import SecretBox
@@ -69,67 +67,42 @@ def _fresh(database: Path) -> str:
     return f"sqlite:///{database.resolve()}"
 
 
-def _finished_runs(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(JobQueueLogEntry.entry_code, func.count())
-        .where(JobQueueLogEntry.ended_at.is_not(None))
-        .group_by(JobQueueLogEntry.entry_code)
-    ).all()
-    return {code: int(count) for code, count in rows}
-
-
-def _statuses(session: Session) -> dict[str, EntryStatus]:
-    rows = session.execute(select(JobQueueEntry.code, JobQueueEntry.status)).all()
-    return {code: status for code, status in rows}
-
-
+@dataclass
 class Driver:
     """Waits for passes to finish while the progress is printed."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        progress: Progress,
-        stop: threading.Event,
-        deadline: float,
-    ) -> None:
-        self.sessions, self.progress, self.stop, self.deadline = (
-            sessions,
-            progress,
-            stop,
-            deadline,
-        )
+    sessions: sessionmaker[Session]
+    progress: Progress
+    stop: threading.Event
+    deadline: float  # time.monotonic()
 
-    def wait(self, done: Callable[[dict[str, int], dict[str, EntryStatus]], bool]) -> bool:
+    def wait(self, done: Callable[[Snapshot], bool]) -> bool:
         """False when the time ran out; raises Interrupted on a stop signal."""
-        while True:
-            self.progress.poll()
-            with self.sessions() as session:
-                runs, statuses = _finished_runs(session), _statuses(session)
-            if done(runs, statuses):
-                return True
+        while not done(self.progress.poll()):
             if time.monotonic() > self.deadline:
                 return False
             if self.stop.wait(0.25):
                 raise Interrupted
+        return True
 
     def first_pass(self) -> bool:
         return self.wait(
-            lambda runs, statuses: all(
-                runs.get(code, 0) >= 1 and status != EntryStatus.IN_PROCESS
-                for code, status in statuses.items()
+            lambda now: all(
+                now.finished.get(code, 0) >= 1 and status != EntryStatus.IN_PROCESS
+                for code, status in now.statuses.items()
             )
         )
 
     def second_pass(self) -> bool:
+        before = self.progress.poll()
+        ready = [code for code, s in before.statuses.items() if s == EntryStatus.READY]
         with self.sessions.begin() as session:
-            before = _finished_runs(session)
-            ready = [c for c, s in _statuses(session).items() if s == EntryStatus.READY]
             for code in ready:
                 ops.run_now(session, code, utcnow())
         return self.wait(
-            lambda runs, statuses: all(
-                runs.get(code, 0) > before.get(code, 0) and statuses[code] != EntryStatus.IN_PROCESS
+            lambda now: all(
+                now.finished.get(code, 0) > before.finished.get(code, 0)
+                and now.statuses[code] != EntryStatus.IN_PROCESS
                 for code in ready
             )
         )
@@ -187,7 +160,7 @@ def run_demo(
             rate_limit=options.rate_limit,
         )
         _header(out, settings, options.customers, expected.emails, expected.messages)
-        progress = Progress(sessions, out)
+        progress = Progress(sessions, out, settings.tz)
         driver = Driver(sessions, progress, stop, time.monotonic() + options.timeout)
         system.start()
         scheduler = system.scheduler
@@ -198,7 +171,7 @@ def run_demo(
             settled, interrupted = _drive(driver, out)
             progress.poll()
             summary = collect(sessions, services, expected)
-            out.write("\n" + render(summary) + "\n")
+            out.write("\n" + render(summary, settings.tz) + "\n")
             if not settled:
                 why = "interrupted" if interrupted else f"not settled in {options.timeout:.0f} s"
                 out.write(f"The demo was {why}.\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
 from sqlalchemy import func, select
@@ -34,19 +34,26 @@ DATAVERSE_TABLES = (
 )
 
 
-def _clock(moment: datetime | None) -> str:
-    return moment.strftime("%H:%M:%S UTC") if moment else ""
+def _clock(moment: datetime | None, tz: tzinfo) -> str:
+    """As the command line shows times: in JOBQUEUE_TIMEZONE."""
+    return moment.astimezone(tz).strftime("%H:%M:%S %Z") if moment else ""
 
 
 def _counters(counters: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counters.items() if isinstance(v, int) and v)
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    finished: dict[str, int]  # entry code -> runs ended
+    statuses: dict[str, EntryStatus]
+
+
 class Progress:
     """Prints each run as it starts and ends, and each entry that goes to sleep."""
 
-    def __init__(self, sessions: sessionmaker[Session], out: TextIO) -> None:
-        self.sessions, self.out = sessions, out
+    def __init__(self, sessions: sessionmaker[Session], out: TextIO, tz: tzinfo) -> None:
+        self.sessions, self.out, self.tz = sessions, out, tz
         self.started_at = time.monotonic()
         self.started: set[int] = set()
         self.ended: set[int] = set()
@@ -57,7 +64,8 @@ class Progress:
         self.out.write(f"{elapsed:6.1f}s  {code:<20} {what:<9} {detail}".rstrip() + "\n")
         self.out.flush()
 
-    def poll(self) -> None:
+    def poll(self) -> Snapshot:
+        """Prints what changed since the last poll; returns the state it read."""
         with self.sessions() as session:
             runs = session.scalars(
                 select(JobQueueLogEntry).order_by(JobQueueLogEntry.started_at)
@@ -82,7 +90,7 @@ class Progress:
                 self._say(
                     entry.code,
                     "sleeping",
-                    f"nothing to do; wakes by {_clock(entry.earliest_start)} "
+                    f"nothing to do; wakes by {_clock(entry.earliest_start, self.tz)} "
                     f"(inactivity timeout {entry.inactivity_timeout_minutes} min) "
                     "or when its data changes",
                 )
@@ -90,6 +98,11 @@ class Progress:
                 self.sleeping.add(entry.code)
             else:
                 self.sleeping.discard(entry.code)
+        finished: dict[str, int] = {}
+        for run in runs:
+            if run.ended_at is not None:
+                finished[run.entry_code] = finished.get(run.entry_code, 0) + 1
+        return Snapshot(finished, {entry.code: entry.status for entry in entries})
 
 
 @dataclass
@@ -221,15 +234,15 @@ def collect(
     return summary
 
 
-def _note(entry: EntrySummary) -> str:
+def _note(entry: EntrySummary, tz: tzinfo) -> str:
     if entry.sleeping:
         return f"sleeping (inactivity timeout {entry.inactivity_timeout_minutes} min)"
     if entry.status == "Ready" and entry.next_run:
-        return "next run " + _clock(datetime.fromisoformat(entry.next_run))
+        return "next run " + _clock(datetime.fromisoformat(entry.next_run), tz)
     return ""
 
 
-def render(summary: Summary) -> str:
+def render(summary: Summary, tz: tzinfo) -> str:
     table = render_table(
         ("entry", "job", "status", "runs", "failed", "synced", "sent", "logged", "note"),
         [
@@ -242,7 +255,7 @@ def render(summary: Summary) -> str:
                 e.synced or "",
                 e.sent or "",
                 e.logged or "",
-                _note(e),
+                _note(e, tz),
             )
             for e in summary.entries
         ],

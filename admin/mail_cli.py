@@ -268,7 +268,8 @@ class MailCommands:
             )
             outbox_id = message.id
         engine = self.sessions.kw["bind"]
-        counters = MailDispatcher(engine, connector_factory(engine, SecretBox.from_env())).run(
+        connectors = connector_factory(engine, SecretBox.from_env(), ca_file=self.settings.ca_file)
+        counters = MailDispatcher(engine, connectors).run(
             max_seconds=120, only=outbox_id, wait_for_window=True
         )
         if not counters.sent:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from runtime.settings import Settings
@@ -39,6 +40,14 @@ class JobContext:
     log: Any
     settings: Settings
     cancelled: threading.Event  # set when the run timed out or the worker hands it back
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the sessions are bound to, for jobs that work in Core transactions."""
+        bind = self.session_factory.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise TypeError("the job's session factory is not bound to an engine")
+        return bind
 
 
 JobFunc = Callable[[str, JobContext], JobOutcome | None]

@@ -27,7 +27,7 @@ def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
 def cli(settings: Settings, smtp: SmtpServer, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("JOBQUEUE_SECRET_KEY", Fernet.generate_key().decode())
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "smtp.crt"))  # trust the test server
+    monkeypatch.setenv("JOBQUEUE_CA_FILE", smtp.ca_file)  # trust the test server
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
 
     return cli_runner(capsys)

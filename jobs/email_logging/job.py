@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from domain.interactions.models import EmailLoggingSetup
 from jobs.email_logging.logger import EmailLogger
-from jobs.email_logging.setup import EmailLoggingSetupError, engine_of, load_setup, open_mailbox
+from jobs.email_logging.setup import EmailLoggingSetupError, load_setup, open_mailbox
 from jobs.registry import JobContext, JobOutcome, JobParameterError, parse_parameters, registry
 from runtime.secrets import SecretBox
 
@@ -30,7 +30,7 @@ def email_logging(parameters: str, ctx: JobContext) -> JobOutcome:
     mailbox = open_mailbox(row, SecretBox.from_env(), ctx.settings.verify)
     try:
         counters = EmailLogger(
-            engine_of(ctx.session_factory.kw["bind"]),
+            ctx.engine,
             mailbox,
             batch_size=row.batch_size,
             cancelled=ctx.cancelled.is_set,

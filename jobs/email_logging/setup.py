@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from domain.interactions.matching import BadMessage, address
@@ -151,9 +150,3 @@ def open_mailbox(row: EmailLoggingSetup, box: SecretBox, verify: str | bool) -> 
         storage_folder=row.storage_folder,
         verify=verify,
     )
-
-
-def engine_of(session_bind: object) -> Engine:
-    if not isinstance(session_bind, Engine):
-        raise TypeError("the job's session factory is not bound to an engine")
-    return session_bind

@@ -5,8 +5,6 @@ sleep with its inactivity timeout; composing a message wakes it (data kind
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
-
 from jobs.mail.compose import OUTBOX_KIND
 from jobs.mail.connectors import connector_factory
 from jobs.mail.dispatch import MailDispatcher
@@ -30,10 +28,8 @@ def _validate(text: str) -> None:
 def email_dispatch(parameters: str, ctx: JobContext) -> JobOutcome:
     """Sends queued outbox messages within each account's per-minute limit."""
     max_seconds = float(parse_parameters(parameters).get("max_seconds", "50"))
-    engine = ctx.session_factory.kw["bind"]
-    assert isinstance(engine, Engine)
-    connectors = connector_factory(engine, SecretBox.from_env(), ca_file=ctx.settings.ca_file)
-    dispatcher = MailDispatcher(engine, connectors)
+    connectors = connector_factory(ctx.engine, SecretBox.from_env(), ca_file=ctx.settings.ca_file)
+    dispatcher = MailDispatcher(ctx.engine, connectors)
     counters = dispatcher.run(max_seconds=max_seconds, cancelled=ctx.cancelled.is_set)
     # Messages waiting for a retry or a later send time keep the entry on its cadence;
     # only an empty outbox lets it sleep.

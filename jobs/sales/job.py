@@ -8,8 +8,6 @@ that couples a customer wakes the invoice entry that skipped the customer's invo
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
-
 from domain.sales.defaults import BY_NAME
 from jobs.registry import JobContext, JobOutcome, JobParameterError, parse_parameters, registry
 from jobs.sales.connection import connect
@@ -47,8 +45,7 @@ def watches(text: str) -> frozenset[str]:
 @registry.register("dataverse-sync", watches=watches, validate=_validate)
 def dataverse_sync(parameters: str, ctx: JobContext) -> JobOutcome:
     """Synchronizes one integration table mapping with Dataverse."""
-    engine = ctx.session_factory.kw["bind"]
-    assert isinstance(engine, Engine)
+    engine = ctx.engine
     connected = connect(engine, SecretBox.from_env(), ctx.settings.verify)
     try:
         counters = SyncEngine(
