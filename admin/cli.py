@@ -13,23 +13,28 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.builtin
 import jobs.mail.job  # noqa: F401  (registers email-dispatch)
-from admin import entries as ops
+from admin.arguments import checked, entry_number, entry_number_help, whole
 from admin.email_logging import add_email_logging_commands
 from admin.mail_cli import add_mail_commands
 from admin.sales import add_sales_commands
 from admin.tables import render_table
 from domain.clock import utcnow
-from domain.db import make_engine, make_session_factory
+from domain.db import make_engine, make_session_factory, reading
 from domain.migrations import upgrade
-from domain.recurrence import format_weekdays, parse_weekdays, parse_window
-from domain.status import EntryStatus
-from domain.transitions import recurrence_of
+from domain.queue import entries as ops
+from domain.queue.limits import EntryError
+from domain.queue.recurrence import format_weekdays, parse_weekdays, parse_window
+from domain.queue.status import EntryStatus
+from domain.queue.transitions import recurrence_of
 from jobs.registry import registry
-from runtime.logs import configure_logging, redact_text
+from runtime.db_errors import describe
+from runtime.logs import configure_logging
 from runtime.settings import Settings, SettingsError
 from runtime.signals import stop_event_on_signals
 
 EXIT_USAGE = 2
+# Seconds a command waits for another process writing the SQLite file.
+CLI_BUSY_TIMEOUT = 5.0
 
 
 class CommandError(Exception):
@@ -42,51 +47,29 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _whole(lowest: int, name: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number") from None
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"{name} must be at least {lowest}, got {value}")
-        return value
-
-    return parse
-
-
-def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def wrapper(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return wrapper
-
-
 def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--description")
     p.add_argument("--parameter", dest="parameter_string", help="the job's parameter string")
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--recurring", dest="recurring", action="store_true", default=None)
     rec.add_argument("--not-recurring", dest="recurring", action="store_false")
-    p.add_argument("--minutes-between-runs", type=_whole(0, "minutes between runs"))
-    p.add_argument("--weekdays", type=_checked(parse_weekdays), help="mon-fri, sat,sun, all")
-    p.add_argument("--window", type=_checked(parse_window), help="08:00-18:00, 22:00-06:00+1, none")
+    number_options = (
+        ("--minutes-between-runs", "minutes_between_runs", "0 = once a day"),
+        ("--maximum-attempts", "maximum_attempts", ""),
+        ("--rerun-delay", "rerun_delay_seconds", "wait before a failed run is retried"),
+        ("--job-timeout", "job_timeout_seconds", "a longer run is stopped and fails"),
+        ("--inactivity-timeout", "inactivity_timeout_minutes", "sleep after a run with no work"),
+        ("--priority", "priority", "higher runs first"),
+    )
+    for flag, field, extra in number_options:
+        p.add_argument(
+            flag, dest=field, type=entry_number(field), help=entry_number_help(field, extra)
+        )
+    p.add_argument("--weekdays", type=checked(parse_weekdays), help="mon-fri, sat,sun, all")
+    p.add_argument("--window", type=checked(parse_window), help="08:00-18:00, 22:00-06:00+1, none")
     p.add_argument("--earliest-start", help="ISO date-time; local to JOBQUEUE_TIMEZONE")
     p.add_argument("--expiration", help="ISO date-time, or none")
-    p.add_argument("--maximum-attempts", type=_whole(1, "maximum attempts"))
-    p.add_argument("--rerun-delay", dest="rerun_delay_seconds", type=_whole(0, "rerun delay"))
-    p.add_argument("--job-timeout", dest="job_timeout_seconds", type=_whole(1, "job timeout"))
-    p.add_argument(
-        "--inactivity-timeout",
-        dest="inactivity_timeout_minutes",
-        type=_whole(0, "inactivity timeout"),
-        help="minutes; 0 = never sleep",
-    )
     p.add_argument("--category", help="category code, or none")
-    p.add_argument("--priority", type=int)
     p.add_argument("--user", dest="user_id")
 
 
@@ -136,9 +119,17 @@ class Commands:
 
     @property
     def sessions(self) -> sessionmaker[Session]:
+        """Sessions that write: on SQLite they wait at most CLI_BUSY_TIMEOUT for a writer."""
         if self._sessions is None:
-            self._sessions = make_session_factory(make_engine(self.settings.database_url))
+            engine = make_engine(self.settings.database_url, busy_timeout=CLI_BUSY_TIMEOUT)
+            self._sessions = make_session_factory(engine)
         return self._sessions
+
+    @property
+    def reads(self) -> sessionmaker[Session]:
+        """Sessions that only read: they never wait for a writer (SQLite WAL)."""
+        bind = self.sessions.kw["bind"]
+        return make_session_factory(reading(bind))
 
     def _state(self, entry: Any) -> str:
         return f"{entry.status.value}, next run {_fmt(entry.earliest_start, self.settings)}"
@@ -149,7 +140,7 @@ class Commands:
 
     def entries_list(self, args: argparse.Namespace) -> None:
         status = EntryStatus(args.status) if args.status else None
-        with self.sessions() as session:
+        with self.reads() as session:
             views = ops.list_entries(session, status)
         rows = [
             (
@@ -166,7 +157,7 @@ class Commands:
         print(render_table(("code", "status", "next run", "last result", "last error"), rows))
 
     def entries_show(self, args: argparse.Namespace) -> None:
-        with self.sessions() as session:
+        with self.reads() as session:
             e = ops.get_entry(session, args.code)
         rec = recurrence_of(e, self.settings.tz)
         fields = [
@@ -233,7 +224,7 @@ class Commands:
         print(f"deleted {args.code}")
 
     def log(self, args: argparse.Namespace) -> None:
-        with self.sessions() as session:
+        with self.reads() as session:
             rows = ops.read_log(session, args.code, args.limit)
         print(
             render_table(
@@ -341,7 +332,7 @@ def build_parser(settings: Settings) -> _Parser:
         with_code(parent, "ready", c.ready, "set ready (restart)")
         with_code(parent, "run-now", c.run_now, "run as soon as possible")
         with_code(parent, "log", c.log, "the entry's run log").add_argument(
-            "--limit", type=_whole(1, "limit"), default=20
+            "--limit", type=whole("limit", 1, 10_000), default=20
         )
 
     categories = sub.add_parser("categories", help="job-queue categories").add_subparsers(
@@ -354,16 +345,23 @@ def build_parser(settings: Settings) -> _Parser:
     add_email_logging_commands(sub, settings, lambda: c.sessions, _Parser)
     command(sub, "scheduler", c.scheduler, "run the scheduler (APScheduler) process")
     p = command(sub, "worker", c.worker, "run a Dramatiq worker pool")
-    p.add_argument("--processes", type=_whole(1, "processes"), default=settings.worker_processes)
-    p.add_argument("--threads", type=_whole(1, "threads"), default=settings.worker_threads)
-    p = command(sub, "run", c.run, "scheduler and workers in one process")
-    p.add_argument("--threads", type=_whole(1, "threads"), default=4)
-    p = command(sub, "demo", c.demo, "run the whole system on a sandbox company")
-    p.add_argument("--customers", type=_whole(1, "customers"), default=6)
     p.add_argument(
-        "--rate-limit", type=_whole(0, "rate limit"), default=20, help="SMTP emails per minute"
+        "--processes", type=whole("processes", 1, 256), default=settings.worker_processes
     )
-    p.add_argument("--timeout", type=_whole(10, "timeout"), default=180, help="seconds")
+    p.add_argument("--threads", type=whole("threads", 1, 1024), default=settings.worker_threads)
+    p = command(sub, "run", c.run, "scheduler and workers in one process")
+    p.add_argument("--threads", type=whole("threads", 1, 1024), default=4)
+    p = command(sub, "demo", c.demo, "run the whole system on a sandbox company")
+    p.add_argument("--customers", type=whole("customers", 1, 10_000), default=6)
+    p.add_argument(
+        "--rate-limit",
+        type=whole("rate limit", 0, 100_000),
+        default=20,
+        help="SMTP emails per minute",
+    )
+    p.add_argument(
+        "--timeout", type=whole("timeout", 10, 86_400), default=180, help="seconds, 10 to 86400"
+    )
     p.add_argument("--database", default="jobqueue-demo.db", help="a SQLite file, made anew")
     p.add_argument("--keep-running", action="store_true", help="stay up until SIGTERM/Ctrl-C")
     p.add_argument("--summary-json", help="also write the summary to this file as JSON")
@@ -381,15 +379,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except (ops.EntryError, CommandError, ValueError) as exc:
-        sys.stderr.write(f"jobqueue: error: {exc}\n")
+    except (EntryError, CommandError, ValueError) as exc:
+        sys.stderr.write(f"jobqueue: error: {_one_line(str(exc))}\n")
         raise SystemExit(EXIT_USAGE) from None
     except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        sys.stderr.write(
-            f"jobqueue: error: database: {redact_text(reason)} (has `jobqueue migrate` run?)\n"
-        )
+        sys.stderr.write(f"jobqueue: error: {describe(exc, settings.database_url)}\n")
         raise SystemExit(EXIT_USAGE) from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

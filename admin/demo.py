@@ -22,12 +22,12 @@ from typing import TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin import entries as ops
 from admin.demo_report import Progress, Snapshot, collect, render
 from admin.demo_setup import set_up
 from admin.processes import EmbeddedSystem, start_health
 from domain.clock import utcnow
-from domain.status import EntryStatus
+from domain.queue import entries as ops
+from domain.queue.status import EntryStatus
 from runtime.logs import get_logger
 from runtime.secrets import SecretBox
 from runtime.settings import Settings

@@ -16,9 +16,9 @@ from admin.demo_setup import SMTP_ACCOUNT, Expected
 from admin.tables import render_table
 from domain.interactions.models import InteractionLogEntry
 from domain.mail.models import RATE_WINDOWS, EmailAccount
-from domain.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue.status import EntryStatus, LogStatus
 from domain.sales.defaults import DEFAULTS
-from domain.status import EntryStatus, LogStatus
 from sandbox.services import SALES_MAILBOX, SHARED_MAILBOX, SandboxServices
 
 SYNC_ORDER = [spec.entry_code for spec in DEFAULTS]

@@ -10,12 +10,12 @@ from datetime import tzinfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin import entries as ops
 from admin.email_logging import ensure_entry
 from admin.sales import setup_defaults
 from domain.clock import utcnow
 from domain.interactions.models import Experience
 from domain.mail.kinds import Connector, SecureConnection, SmtpAuthentication
+from domain.queue import entries as ops
 from jobs.email_logging.setup import SetupValues, save_setup
 from jobs.mail import accounts
 from jobs.registry import registry

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.email_logging.job  # noqa: F401  (registers email-logging)
-from admin import entries as ops
 from admin.tables import render_table
 from domain.clock import utcnow
 from domain.interactions.matching import BadMessage, address
@@ -25,7 +24,8 @@ from domain.interactions.models import (
     InteractionLogEntry,
     Opportunity,
 )
-from domain.models import JobQueueEntry
+from domain.queue import entries as ops
+from domain.queue.models import JobQueueEntry
 from jobs.email_logging.mailbox import MailboxError
 from jobs.email_logging.setup import (
     EmailLoggingSetupError,

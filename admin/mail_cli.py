@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from admin.arguments import whole
 from admin.tables import render_table
 from domain.clock import utcnow
 from domain.mail.kinds import (
@@ -305,10 +306,12 @@ def add_mail_commands(
     p.add_argument("name")
     p.add_argument("--address", required=True)
     p.add_argument("--connector", choices=sorted(CONNECTORS), required=True)
-    p.add_argument("--rate-limit", type=int, help="messages per minute; 0 = none")
+    p.add_argument(
+        "--rate-limit", type=whole("rate limit", 0, 100_000), help="messages per minute; 0 = none"
+    )
     p.add_argument("--mailbox", help="Microsoft 365: the shared mailbox")
     p.add_argument("--server")
-    p.add_argument("--port", type=int, default=587)
+    p.add_argument("--port", type=whole("port", 1, 65535), default=587, help="1 to 65535")
     p.add_argument("--secure", choices=sorted(SECURE), default="starttls")
     p.add_argument("--auth", choices=sorted(AUTH), default="basic")
     p.add_argument("--user")
@@ -323,7 +326,9 @@ def add_mail_commands(
     cmd(acc, "default", m.accounts_default, "make an account the default").add_argument("name")
     p = cmd(acc, "rate-limit", m.accounts_rate_limit, "messages per minute")
     p.add_argument("name")
-    p.add_argument("per_minute", type=int)
+    p.add_argument(
+        "per_minute", type=whole("per minute", 0, 100_000), help="messages per minute; 0 = none"
+    )
 
     sc = email.add_parser("scenarios", help="scenario assignment").add_subparsers(
         dest="scenarios_command", required=True, parser_class=parser_class
@@ -364,4 +369,4 @@ def add_mail_commands(
     )
     p = cmd(st, "list", m.sent_list, "sent emails the user may see")
     p.add_argument("--as", dest="as_user", required=True)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=whole("limit", 1, 10_000), default=50)

@@ -13,10 +13,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.sales.job  # noqa: F401  (registers dataverse-sync)
-from admin import entries as ops
 from admin.tables import render_table
 from domain.clock import utcnow
-from domain.models import JobQueueCategory, JobQueueEntry
+from domain.queue import entries as ops
+from domain.queue.models import JobQueueCategory, JobQueueEntry
 from domain.sales.defaults import CATEGORY, DEFAULTS, MappingDef
 from domain.sales.integration import (
     Coupling,

@@ -26,9 +26,9 @@ from sqlalchemy import func, insert, select
 from domain.clock import utcnow
 from domain.db import make_engine
 from domain.migrations import upgrade
-from domain.models import ENTRIES, LOG_ENTRIES
-from domain.status import EntryStatus
-from domain.transitions import WEEKDAY_COLUMNS
+from domain.queue.models import ENTRIES, LOG_ENTRIES
+from domain.queue.status import EntryStatus
+from domain.queue.transitions import WEEKDAY_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

@@ -7,13 +7,19 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# Set on an engine (`reading(engine)`) whose transactions only read: on SQLite they
+# begin DEFERRED, so in WAL mode they never wait for a writer.
+READ_ONLY = "jobqueue_read_only"
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """SQLite gets WAL and BEGIN IMMEDIATE so threads of one process write safely."""
+
+def make_engine(url: str, *, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
+    """SQLite gets WAL and BEGIN IMMEDIATE (for writers) so threads of one process write
+    safely; `busy_timeout` is how long a writer waits for another (the CLI waits less)."""
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **kwargs
         )
+        busy_ms = int(busy_timeout * 1000)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -22,12 +28,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -38,3 +45,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def reading(engine: Engine) -> Engine:
+    """The same engine (and pool) for transactions that only read."""
+    return engine.execution_options(**{READ_ONLY: True})

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
-from domain.models import ENTRIES
-from domain.status import EntryStatus
-from domain.transitions import plan_of, wake
-from domain.wakeups import request_dispatch
+from domain.queue.wakeups import wake_watchers
 from jobs.registry import JobRegistry, registry
-
-E = ENTRIES
 
 
 def data_changed(
@@ -25,27 +19,11 @@ def data_changed(
     jobs: JobRegistry = registry,
     now: datetime | None = None,
 ) -> list[str]:
-    """Call in the transaction that changed the data; returns the codes of the woken entries.
+    """Call in the transaction that changed the data; returns the codes of the woken entries
+    (those whose job `watches` the kind, given the entry's parameters)."""
 
-    Sleeping entries are few, so they are read and matched against their job's
-    `watches` here rather than kept in an index of their own.
-    """
-    now = now or utcnow()
-    woken: list[str] = []
-    sleeping = session.execute(
-        select(E).where(E.c.status == EntryStatus.ON_HOLD_INACTIVITY).with_for_update()
-    ).all()
-    for entry in sleeping:
-        definition = jobs.find(entry.job_name)
-        if definition is None or kind not in definition.watches(entry.parameter_string):
-            continue
-        decision = wake(plan_of(entry, tz), now)
-        session.execute(
-            update(E)
-            .where(E.c.id == entry.id, E.c.status == EntryStatus.ON_HOLD_INACTIVITY)
-            .values(status=decision.status, earliest_start=decision.earliest_start, attempts=0)
-        )
-        woken.append(entry.code)
-    if woken:
-        request_dispatch(session)
-    return woken
+    def watches(job_name: str, parameters: str) -> bool:
+        definition = jobs.find(job_name)
+        return definition is not None and kind in definition.watches(parameters)
+
+    return wake_watchers(session, watches, tz, now or utcnow())

@@ -63,7 +63,7 @@ def describe(exc: BaseException, url: str | None = None) -> str:
     code = _code(exc) if isinstance(exc, DBAPIError) else None
     where = _where(url)
     if code in _MISSING_TABLE_CODES or "no such table" in lowered:
-        return f"the database at {where} has no job-queue tables yet; run `jobqueue migrate`"
+        return f"the database at {where} is not set up ({text}); run `jobqueue migrate`"
     if is_lock_timeout(exc):
         return f"the database at {where} is busy: {text}; try again"
     if code in _READ_ONLY_CODES or "readonly" in lowered or "read-only" in lowered:

@@ -26,9 +26,9 @@ from sqlalchemy import Engine, and_, func, select, text
 from domain.clock import utcnow
 from domain.mail.kinds import OutboxStatus
 from domain.mail.models import OutboxMessage, SentEmail
-from domain.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue.status import EntryStatus
 from domain.sales.integration import SyncRun
-from domain.status import EntryStatus
 from runtime.logs import get_logger
 
 log = get_logger("runtime.health")

@@ -83,9 +83,9 @@ class Outage:
 def _one_line(error: BaseException | str) -> str:
     if isinstance(error, str):
         return error
-    from runtime.db_errors import describe
-
     from sqlalchemy.exc import DBAPIError
+
+    from runtime.db_errors import describe
 
     if isinstance(error, DBAPIError):
         return describe(error)

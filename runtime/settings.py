@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from runtime.logs import redact_text
 
 DEFAULT_DATABASE_URL = "sqlite:///jobqueue.db"
 
@@ -14,24 +20,84 @@ class SettingsError(ValueError):
     """A setting has a value the system cannot use."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+# The drivers the system ships with; a URL naming the backend alone gets its driver.
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
+MAX_TIMEZONE_NAME = 64
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
+
+
+def _float(
+    env: Mapping[str, str], name: str, default: float, lowest: float, highest: float
+) -> float:
+    """A finite number in [lowest, highest] (lowest excluded when it is 0)."""
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be greater than 0, got {raw!r}")
+        raise SettingsError(f"{name} must be a number, got {_shown(raw)}") from None
+    if not math.isfinite(value) or value > highest or value < lowest or value == lowest == 0:
+        span = f"greater than {lowest:g}" if lowest == 0 else f"at least {lowest:g}"
+        raise SettingsError(f"{name} must be {span} and at most {highest:g}, got {_shown(raw)}")
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _float(env, name, default)
-    if value != int(value):
-        raise SettingsError(f"{name} must be a whole number")
-    return int(value)
+def _int(env: Mapping[str, str], name: str, default: int, lowest: int, highest: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {_shown(raw)}") from None
+    if not lowest <= value <= highest:
+        raise SettingsError(f"{name} must be {lowest} to {highest}, got {_shown(raw)}")
+    return value
+
+
+def database_url(raw: str) -> str:
+    """A database URL the system can use: SQLite or PostgreSQL, with its shipped driver
+    (`postgresql://` and `postgres://` work as they are)."""
+    text = raw.strip()
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text[len("postgres://") :]
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise SettingsError(
+            f"DATABASE_URL {redact_text(_shown(text))} is not a database URL; use "
+            "sqlite:///path/to/file.db or postgresql://user@host:5432/database"
+        ) from None
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend not in DRIVERS:
+        raise SettingsError(
+            f"DATABASE_URL: the {backend!r} database is not supported; use SQLite or PostgreSQL"
+        )
+    if "+" not in url.drivername and backend == "postgresql":
+        url = url.set(drivername=f"{backend}+{DRIVERS[backend]}")
+    elif driver != DRIVERS[backend]:
+        raise SettingsError(
+            f"DATABASE_URL: the driver {driver!r} is not installed; use {backend}:// "
+            f"or {backend}+{DRIVERS[backend]}://"
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def timezone_name(raw: str | None) -> str:
+    name = (raw or "UTC").strip()
+    try:
+        if len(name) > MAX_TIMEZONE_NAME:
+            raise ValueError
+        ZoneInfo(name)
+    except (ValueError, OSError, LookupError):
+        raise SettingsError(
+            f"JOBQUEUE_TIMEZONE {_shown(name)} is not a known time zone (e.g. Europe/Amsterdam)"
+        ) from None
+    return name
 
 
 @dataclass(frozen=True)
@@ -74,28 +140,34 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        timezone = env.get("JOBQUEUE_TIMEZONE") or "UTC"
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                f"JOBQUEUE_TIMEZONE {timezone!r} is not a known time zone"
-            ) from None
+        hour, day = 3600.0, 86400.0
         return cls(
-            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             redis_url=env.get("REDIS_URL") or None,
-            timezone=timezone,
+            timezone=timezone_name(env.get("JOBQUEUE_TIMEZONE")),
             queue_name=env.get("JOBQUEUE_QUEUE") or "jobqueue",
-            tick_seconds=_float(env, "JOBQUEUE_TICK_SECONDS", 1.0),
-            lease_seconds=_float(env, "JOBQUEUE_LEASE_SECONDS", 30.0),
-            dispatch_timeout_seconds=_float(env, "JOBQUEUE_DISPATCH_TIMEOUT_SECONDS", 60.0),
-            leader_ttl_seconds=_float(env, "JOBQUEUE_LEADER_TTL_SECONDS", 10.0),
-            dispatch_batch=_int(env, "JOBQUEUE_DISPATCH_BATCH", 1000),
-            shutdown_grace_seconds=_float(env, "JOBQUEUE_SHUTDOWN_GRACE_SECONDS", 20.0),
-            worker_processes=_int(env, "JOBQUEUE_WORKER_PROCESSES", 2),
-            worker_threads=_int(env, "JOBQUEUE_WORKER_THREADS", 8),
-            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            tick_seconds=_float(env, "JOBQUEUE_TICK_SECONDS", 1.0, 0, hour),
+            lease_seconds=_float(env, "JOBQUEUE_LEASE_SECONDS", 30.0, 0, hour),
+            dispatch_timeout_seconds=_float(env, "JOBQUEUE_DISPATCH_TIMEOUT_SECONDS", 60.0, 0, day),
+            leader_ttl_seconds=_float(env, "JOBQUEUE_LEADER_TTL_SECONDS", 10.0, 0, hour),
+            dispatch_batch=_int(env, "JOBQUEUE_DISPATCH_BATCH", 1000, 1, 100_000),
+            shutdown_grace_seconds=_float(env, "JOBQUEUE_SHUTDOWN_GRACE_SECONDS", 20.0, 0, day),
+            worker_processes=_int(env, "JOBQUEUE_WORKER_PROCESSES", 2, 1, 256),
+            worker_threads=_int(env, "JOBQUEUE_WORKER_THREADS", 8, 1, 1024),
+            log_level=_log_level(env.get("LOG_LEVEL")),
             ca_file=env.get("JOBQUEUE_CA_FILE") or None,
-            health_port=_int(env, "JOBQUEUE_HEALTH_PORT", 0),
+            health_port=_int(env, "JOBQUEUE_HEALTH_PORT", 0, 0, 65535),
             extra={k: v for k, v in env.items() if k.startswith("JOBQUEUE_")},
         )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(raw: str | None) -> str:
+    level = (raw or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {_shown(level)}"
+        )
+    return level

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError
 
-from domain.models import LEASES
+from domain.queue.models import LEASES
 
 S = LEASES
 

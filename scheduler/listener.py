@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from domain.wakeups import CHANNEL
+from domain.queue.notify import CHANNEL
 from runtime.logs import get_logger
 
 log = get_logger("scheduler.listener")

@@ -11,7 +11,7 @@ from dramatiq import Broker
 from sqlalchemy import Engine
 
 from domain.clock import utcnow
-from domain.wakeups import add_local_listener, remove_local_listener
+from domain.queue.notify import add_local_listener, remove_local_listener
 from runtime.health import Heartbeat
 from runtime.logs import get_logger
 from runtime.settings import Settings

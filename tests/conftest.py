@@ -18,12 +18,13 @@ from sqlalchemy import Engine, text
 
 import domain.interactions.models
 import domain.mail.models
+import domain.queue.models
 import domain.sales.integration
 import domain.sales.models  # noqa: F401
 import jobs.builtin  # noqa: F401
+from domain.base import Base
 from domain.db import make_engine, make_session_factory
 from domain.migrations import upgrade
-from domain.models import Base
 from runtime.logs import configure_logging
 from runtime.settings import Settings
 

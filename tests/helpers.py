@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin import entries as ops
 from domain.clock import utcnow
-from domain.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue import entries as ops
+from domain.queue.models import JobQueueEntry, JobQueueLogEntry
 from jobs.registry import registry
 from runtime.settings import Settings
 

@@ -10,9 +10,9 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin import entries as ops
 from domain.clock import utcnow
-from domain.status import EntryStatus, LogStatus
+from domain.queue import entries as ops
+from domain.queue.status import EntryStatus, LogStatus
 from jobs.registry import registry
 from runtime.settings import Settings
 from scheduler.dispatcher import Dispatcher
@@ -82,7 +82,7 @@ def test_a_run_whose_worker_died_is_recovered_and_retried(settings: Settings, st
     dispatcher.tick(utcnow())
     [(entry_id, run_seq)] = queued(broker, settings)
     executor = create_app(settings, broker=StubBroker(middleware=[]), engine=engine).executor
-    from domain.runs import claim_run
+    from domain.queue.runs import claim_run
 
     with engine.begin() as conn:  # a worker starts it ... and dies
         assert claim_run(conn, entry_id, run_seq, "dead-worker", 1.0, utcnow())
@@ -182,7 +182,7 @@ def test_a_run_finished_after_its_lease_was_recovered_does_not_move_the_entry(
     add(sessions, settings, "ZOMBIE", "noop", maximum_attempts=1)
     dispatcher.tick(utcnow())
     [(entry_id, run_seq)] = queued(broker, settings)
-    from domain.runs import RunResult, claim_run, finish_run
+    from domain.queue.runs import RunResult, claim_run, finish_run
 
     with engine.begin() as conn:
         claimed = claim_run(conn, entry_id, run_seq, "slow-worker", 1.0, utcnow())
@@ -200,7 +200,7 @@ def test_a_category_entry_that_goes_to_sleep_frees_its_category_at_once(
     settings: Settings, stub, engine
 ) -> None:
     """The next entry of the category is dispatched on the wake-up, not a tick later."""
-    from domain.runs import RunResult, claim_run, finish_run
+    from domain.queue.runs import RunResult, claim_run, finish_run
 
     broker, dispatcher, sessions = stub
     with sessions.begin() as session:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.interactions.models import EmailLoggingSetup, InteractionLogEntry, Opportunity
-from domain.status import EntryStatus
+from domain.queue.status import EntryStatus
 from jobs.email_logging.logger import EmailLogger
 from runtime.settings import Settings
 from tests.email_logging_fixtures import (
@@ -93,7 +93,7 @@ def test_change_user_restarts_the_entry(cli: Any, sessions: Any, mail: MailSandb
     cli(*graph_setup(mail))
     cli("email-logging", "enable")
     with sessions.begin() as session:  # as if runs had failed
-        from admin import entries as ops
+        from domain.queue import entries as ops
 
         ops.set_on_hold(session, "EMAIL-LOGGING")
     code, _, err = cli("email-logging", "change-user", "--account", "other@cronus.example")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from domain.interactions.models import InteractionLogEntry
 from domain.mail.models import EmailAccount, SentEmail
-from domain.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue.models import JobQueueEntry, JobQueueLogEntry
 from domain.sales.defaults import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from domain.status import EntryStatus, LogStatus
+from domain.queue.status import EntryStatus, LogStatus
 from runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.helpers import add, entry, logs

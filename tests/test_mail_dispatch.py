@@ -359,10 +359,10 @@ def test_the_email_dispatch_entry_sleeps_on_an_empty_outbox_and_wakes_on_compose
 ) -> None:
     """The job-queue way: an email-dispatch entry that finds the outbox empty sleeps with its
     inactivity timeout; composing a message wakes it at once and the message is sent."""
-    from admin import entries as ops
     from admin.processes import EmbeddedSystem
     from domain.clock import utcnow
-    from domain.status import EntryStatus
+    from domain.queue import entries as ops
+    from domain.queue.status import EntryStatus
     from jobs.registry import registry
     from tests.conftest import wait_until
     from tests.helpers import entry, finished_logs

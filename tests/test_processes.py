@@ -20,8 +20,8 @@ from dramatiq import Worker
 from sqlalchemy import func, select
 
 from domain.db import make_engine, make_session_factory
-from domain.models import JobQueueEntry, JobQueueLogEntry
-from domain.status import EntryStatus, LogStatus
+from domain.queue.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue.status import EntryStatus, LogStatus
 from runtime.settings import Settings
 from scheduler.service import SchedulerService
 from tests.conftest import fresh_servers, wait_until
@@ -285,7 +285,7 @@ def _finished(sessions: Any) -> int:
 
 
 def _active_holder(sessions: Any) -> str:
-    from domain.models import SchedulerLease
+    from domain.queue.models import SchedulerLease
 
     with sessions() as session:
         return str(session.execute(select(SchedulerLease.holder)).scalar_one())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.recurrence import (
+from domain.queue.recurrence import (
     ALL_WEEKDAYS,
     Recurrence,
     format_weekdays,

@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from domain.models import JobQueueEntry
+from domain.queue.models import JobQueueEntry
 from domain.sales.defaults import DEFAULTS
 from domain.sales.integration import DataverseConnection, IntegrationTableMapping
 from runtime.settings import Settings

@@ -208,11 +208,11 @@ def test_the_job_queue_runs_the_default_entries_in_order_and_a_change_wakes_a_sl
 ) -> None:
     from dataclasses import replace
 
-    from admin import entries as ops
     from admin.processes import EmbeddedSystem
     from domain.clock import utcnow
-    from domain.models import JobQueueLogEntry
-    from domain.status import EntryStatus
+    from domain.queue import entries as ops
+    from domain.queue.models import JobQueueLogEntry
+    from domain.queue.status import EntryStatus
     from tests.conftest import wait_until
     from tests.helpers import entry
     from tests.sales_fixtures import ORDER

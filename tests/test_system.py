@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from admin import entries as ops
 from admin.processes import EmbeddedSystem
 from domain.clock import utcnow
-from domain.models import JobQueueEntry
-from domain.status import EntryStatus, LogStatus
+from domain.queue import entries as ops
+from domain.queue.models import JobQueueEntry
+from domain.queue.status import EntryStatus, LogStatus
 from jobs.registry import registry
 from jobs.wakeup import data_changed
 from runtime.settings import Settings

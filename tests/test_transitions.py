@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from domain.recurrence import Recurrence
-from domain.status import EntryStatus
-from domain.transitions import EntryPlan, after_failure, after_success, wake
+from domain.queue.recurrence import Recurrence
+from domain.queue.status import EntryStatus
+from domain.queue.transitions import EntryPlan, after_failure, after_success, wake
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

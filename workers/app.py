@@ -16,7 +16,7 @@ import jobs.sales.job  # noqa: F401  (each module registers its jobs)
 from domain.db import make_engine, make_session_factory
 from jobs.registry import JobRegistry, registry
 from runtime.settings import Settings
-from workers.broker import ACTOR_NAME, build_broker, ensure_queue
+from workers.broker import ACTOR_NAME, build_broker, claim_retries, ensure_queue
 from workers.executor import RunExecutor
 from workers.middleware import LeaseMiddleware
 
@@ -43,6 +43,7 @@ def create_app(
     session_factory = make_session_factory(engine)
     executor = RunExecutor(engine, session_factory, jobs, settings, settings.shutdown_grace_seconds)
     broker.add_middleware(LeaseMiddleware(executor))
+    broker.add_middleware(claim_retries())
 
     def run_entry(entry_id: int, run_seq: int) -> None:
         executor.execute(entry_id, run_seq)

@@ -5,6 +5,14 @@ be abandoned (and interrupted where Python allows) while the worker records the
 failure and goes on. On worker shutdown a job gets a grace period; one still
 running after it is handed back: the entry returns to Ready without spending an
 attempt, and the log says so.
+
+Leases are honest: the heartbeat renews exactly the runs this process holds, and
+a run whose lease could not be renewed for most of the lease period is stopped
+before the scheduler may recover it, so a recovered run never overlaps a live
+one. The finish outlives a database blip (retried with backoff for up to the
+lease); a finish that cannot be applied for any other reason puts that entry
+alone in Error with the reason. A claim that meets a database outage raises
+`ClaimUnavailableError`, which Dramatiq retries promptly (see `workers.broker`).
 """
 
 from __future__ import annotations
@@ -16,21 +24,50 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine, update
+from dramatiq import Retry
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from domain.clock import utcnow
-from domain.models import ENTRIES
-from domain.runs import ClaimedRun, RunResult, claim_run, finish_run, renew_leases
-from domain.status import EntryStatus
-from domain.wakeups import call_local_listeners
+from domain.queue.notify import call_local_listeners
+from domain.queue.runs import (
+    ClaimedRun,
+    FinishedRun,
+    RunResult,
+    claim_run,
+    fail_entry,
+    finish_run,
+    hand_back,
+    renew_leases,
+)
 from jobs.registry import JobContext, JobOutcome, JobRegistry, UnknownJobError
+from runtime.db_errors import describe, is_transient
 from runtime.logs import get_logger
+from runtime.outage import Outage
 from runtime.settings import Settings
-from workers.job_threads import HandedBackError, JobHandle, JobThreads, JobTimeoutError
+from workers.job_threads import (
+    HandedBackError,
+    JobHandle,
+    JobThreads,
+    JobTimeoutError,
+    LeaseLostError,
+)
 
-E = ENTRIES
 log = get_logger("workers.executor")
+# A job is stopped when its lease has gone unrenewed for this share of the lease period.
+LEASE_CANCEL_SHARE = 0.8
+
+
+class ClaimUnavailableError(Retry):
+    """The claim met a database outage: Dramatiq retries the message (nothing ran), and
+    does not log it as an error (the executor's outage line tells the story)."""
 
 
 def make_worker_id() -> str:
@@ -53,46 +90,140 @@ class RunExecutor:
         self.worker_id = make_worker_id()
         self.shutting_down = threading.Event()
         self.shutdown_grace_seconds = shutdown_grace_seconds
-        self._active = 0
-        self._active_lock = threading.Lock()
+        # The runs this process holds, and when each lease was last renewed (monotonic).
+        self._held: dict[tuple[int, int], float] = {}
+        self._held_lock = threading.Lock()
         self.job_threads = JobThreads()
+        self.database = Outage("database", logger=log)
 
     @property
     def active_runs(self) -> int:
-        return self._active
+        return len(self._held)
 
     def execute(self, entry_id: int, run_seq: int) -> RunResult | None:
         """Run the dispatched run once; a duplicate or stale message runs nothing."""
-        with self.engine.begin() as conn:
-            claimed = claim_run(
-                conn, entry_id, run_seq, self.worker_id, self.settings.lease_seconds, utcnow()
-            )
+        try:
+            with self.engine.begin() as conn:
+                claimed = claim_run(
+                    conn, entry_id, run_seq, self.worker_id, self.settings.lease_seconds, utcnow()
+                )
+        except Exception as exc:
+            if is_transient(exc):
+                self.database.failed(exc)
+                raise ClaimUnavailableError(describe(exc)) from None
+            raise
+        self.database.succeeded()
         if claimed is None:
             log.info("run.skipped", entry_id=entry_id, run_seq=run_seq, reason="stale or duplicate")
             return None
-        with self._active_lock:
-            self._active += 1
+        key = (entry_id, run_seq)
+        with self._held_lock:
+            self._held[key] = time.monotonic()
         started = time.monotonic()
         try:
             result, handed_back = self._run_job(claimed)
+            if handed_back:
+                self._apply(claimed, result, handed_back=True)
+            else:
+                finished = self._apply(claimed, result, handed_back=False)
+                if finished is not None and finished.decision is not None:
+                    result = finished.result
+                if finished is not None and finished.wake_scheduler:
+                    call_local_listeners()
         finally:
-            with self._active_lock:
-                self._active -= 1
-        if handed_back:
-            self._hand_back(claimed, result)
-        else:
-            with self.engine.begin() as conn:
-                finished = finish_run(conn, claimed, result, utcnow(), self.settings.tz)
-            if finished.wake_scheduler:
-                call_local_listeners()
+            with self._held_lock:
+                self._held.pop(key, None)
         self._summarize(claimed, result, started, handed_back)
         return result
 
     def renew_leases(self) -> int:
-        if self._active == 0:
+        """Heartbeat: renew the leases of the runs held now; returns how many were renewed."""
+        with self._held_lock:
+            held = list(self._held)
+        if not held:
             return 0
-        with self.engine.begin() as conn:
-            return renew_leases(conn, self.worker_id, self.settings.lease_seconds, utcnow())
+        try:
+            with self.engine.begin() as conn:
+                renewed = renew_leases(
+                    conn, held, self.worker_id, self.settings.lease_seconds, utcnow()
+                )
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.database.failed(exc)
+            return 0
+        self.database.succeeded()
+        now = time.monotonic()
+        with self._held_lock:
+            for key in renewed:
+                if key in self._held:
+                    self._held[key] = now
+        return len(renewed)
+
+    def lease_age(self, entry_id: int, run_seq: int) -> float:
+        """Seconds since the run's lease was last renewed (0 for a run not held)."""
+        renewed = self._held.get((entry_id, run_seq))
+        return 0.0 if renewed is None else time.monotonic() - renewed
+
+    def _apply(
+        self, claimed: ClaimedRun, result: RunResult, *, handed_back: bool
+    ) -> FinishedRun | None:
+        """Record the end of the run: retried on database outages for up to the lease; any
+        other failure puts this entry alone in Error with the reason."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
+            stop=stop_after_delay(self.settings.lease_seconds),
+            before_sleep=self._finish_retried,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt, self.engine.begin() as conn:
+                    if handed_back:
+                        hand_back(conn, claimed, result, utcnow(), self.settings.tz)
+                        finished = None
+                    else:
+                        finished = finish_run(conn, claimed, result, utcnow(), self.settings.tz)
+            self.database.succeeded()
+            return finished
+        except Exception as exc:
+            self._quarantine(claimed, result, exc)
+            return None
+
+    def _finish_retried(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.database.failed(error or "recording the end of a run failed")
+
+    def _quarantine(self, claimed: ClaimedRun, result: RunResult, exc: Exception) -> None:
+        entry = claimed.entry
+        if is_transient(exc):
+            # Still unreachable after the lease: the scheduler recovers the run once the
+            # database is back; the log says what was lost.
+            log.error(
+                "run.finish_lost",
+                entry_id=entry.id,
+                entry_code=entry.code,
+                run_id=claimed.run_id,
+                run_status="success" if result.succeeded else "error",
+                error=describe(exc),
+            )
+            return
+        outcome = "succeeded" if result.succeeded else f"failed ({result.error_message})"
+        reason = f"the run {outcome}, but recording its end failed: {type(exc).__name__}: {exc}"
+        log.error("run.finish_failed", entry_id=entry.id, entry_code=entry.code, error=reason)
+        try:
+            with self.engine.begin() as conn:
+                fail_entry(
+                    conn,
+                    entry.id,
+                    reason,
+                    utcnow(),
+                    run_seq=entry.run_seq,
+                    log_id=claimed.log_id,
+                )
+        except Exception:
+            log.exception("run.quarantine_failed", entry_id=entry.id, entry_code=entry.code)
 
     def _run_job(self, claimed: ClaimedRun) -> tuple[RunResult, bool]:
         entry = claimed.entry
@@ -120,8 +251,18 @@ class RunExecutor:
     ) -> tuple[RunResult, bool]:
         deadline = time.monotonic() + entry.job_timeout_seconds
         grace_end: float | None = None
-        while not job.done.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic()))):
+        lease = self.settings.lease_seconds
+        poll = min(0.5, lease / 10)
+        while not job.done.wait(timeout=min(poll, max(0.0, deadline - time.monotonic()))):
             now = time.monotonic()
+            unrenewed = self.lease_age(entry.id, entry.run_seq)
+            if unrenewed > lease * LEASE_CANCEL_SHARE:
+                self._interrupt(job, cancelled, LeaseLostError)
+                return RunResult.failure(
+                    f"the run's lease could not be renewed for {unrenewed:.1f} s (of "
+                    f"{lease:g} s); the job was stopped so that it cannot overlap a recovery "
+                    "of the run"
+                ), False
             if now >= deadline:
                 self._interrupt(job, cancelled, JobTimeoutError)
                 return RunResult.failure(
@@ -144,23 +285,6 @@ class RunExecutor:
     def _interrupt(job: JobHandle, cancelled: threading.Event, exc: type[Exception]) -> None:
         cancelled.set()
         job.abandon(exc)
-
-    def _hand_back(self, claimed: ClaimedRun, result: RunResult) -> None:
-        """Log the interrupted run and make the entry Ready again, its attempt not spent."""
-        entry = claimed.entry
-        now = utcnow()
-        with self.engine.begin() as conn:
-            finished = finish_run(conn, claimed, result, now, self.settings.tz)
-            if finished.decision is not None:
-                conn.execute(
-                    update(E)
-                    .where(E.c.id == entry.id, E.c.run_seq == entry.run_seq)
-                    .values(
-                        status=EntryStatus.READY,
-                        earliest_start=now,
-                        attempts=max(0, entry.attempts - 1),
-                    )
-                )
 
     def _summarize(
         self, claimed: ClaimedRun, result: RunResult, started: float, handed_back: bool

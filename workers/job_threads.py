@@ -25,6 +25,10 @@ class HandedBackError(Exception):
     """Raised inside a job that the shutting-down worker handed back."""
 
 
+class LeaseLostError(Exception):
+    """Raised inside a job whose lease could not be renewed: it must not overlap a recovery."""
+
+
 @dataclass
 class JobHandle:
     fn: Callable[[], Any]
@@ -91,5 +95,5 @@ class _JobThread(threading.Thread):
                     if self.abandoned:
                         return
                 self.pool._idle_again(self)
-        except (JobTimeoutError, HandedBackError):
+        except (JobTimeoutError, HandedBackError, LeaseLostError):
             return  # an interrupt that landed just after its job ended: this thread retires

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.models import Base, UTCDateTime, enum_type
+from domain.base import Base, UTCDateTime, enum_type
 
 EMAIL_TEMPLATE = "EMAIL"
 

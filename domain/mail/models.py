@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from domain.base import Base, UTCDateTime, enum_type
 from domain.mail.kinds import (
     Connector,
     OutboxStatus,
@@ -28,7 +29,6 @@ from domain.mail.kinds import (
     SmtpAuthentication,
     ViewPolicy,
 )
-from domain.models import Base, UTCDateTime, enum_type
 
 
 class EmailAccount(Base):

@@ -6,10 +6,11 @@ from alembic import context
 
 import domain.interactions.models
 import domain.mail.models
+import domain.queue.models
 import domain.sales.integration
 import domain.sales.models  # noqa: F401  (registers the local sales tables)
+from domain.base import Base
 from domain.db import make_engine
-from domain.models import Base
 
 config = context.config
 engine = config.attributes.get("engine")

@@ -89,11 +89,10 @@ LABELS: Mapping[str, str] = {
 def check_number(field: str, value: Any) -> int:
     """A whole number inside the field's bounds; the message says which bound and its unit."""
     bound = NUMBER_BOUNDS[field]
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and math.isfinite(value) and value == int(value):
-            value = int(value)
-        else:
-            raise EntryFieldError(field, f"{value!r} is not a whole number")
+        raise EntryFieldError(field, f"{value!r} is not a whole number")
     if bound.off is not None and value == bound.off:
         return value
     unit = f" {bound.unit}" if bound.unit else ""

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from domain.models import Base, UTCDateTime
+from domain.base import Base, UTCDateTime
 
 Money = Numeric(18, 4)
 

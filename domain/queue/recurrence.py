@@ -16,6 +16,11 @@ ALL_WEEKDAYS = frozenset(range(7))
 _MIDNIGHT = time(0, 0)
 
 
+def is_expired(expiration: datetime | None, moment: datetime) -> bool:
+    """The one rule of expiry: an entry with an expiration does not run after it."""
+    return expiration is not None and moment > expiration
+
+
 @dataclass(frozen=True)
 class Recurrence:
     minutes_between_runs: int = 0
@@ -52,7 +57,7 @@ class Recurrence:
 
     def allows(self, moment: datetime) -> bool:
         """True when `moment` is inside a window on an enabled weekday and not expired."""
-        if self.expiration is not None and moment > self.expiration:
+        if is_expired(self.expiration, moment):
             return False
         day = self.window_day(moment)
         return day is not None and day.weekday() in self.weekdays
@@ -63,7 +68,7 @@ class Recurrence:
             return candidate
         if not self.weekdays:
             return None
-        if self.expiration is not None and candidate > self.expiration:
+        if is_expired(self.expiration, candidate):
             return None
         first = candidate.astimezone(self.tz).date() - timedelta(days=1)
         start = self.starting_time or _MIDNIGHT

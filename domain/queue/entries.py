@@ -1,20 +1,30 @@
-"""Admin operations on job-queue entries. Each runs in one transaction and validates
-everything before it writes, so bad input changes nothing."""
+"""Admin operations on job-queue entries: add, edit, hold, ready, run now, delete.
+
+Each runs in the caller's transaction and validates everything (the field
+limits of `limits`, the job's own parameter validator, the schedule) before it
+writes, so bad input changes nothing. A row another session holds is waited for
+briefly, then refused with a message that says so. The command line, the demo
+and later the console and the API call these, never SQL of their own.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, tzinfo
-from typing import Any
+from datetime import UTC, datetime, time, tzinfo
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from domain.models import JobQueueCategory, JobQueueEntry, JobQueueLogEntry
-from domain.status import EntryStatus
-from domain.transitions import WEEKDAY_COLUMNS, plan_of, recurrence_of, wake
-from domain.wakeups import request_dispatch
-from jobs.registry import JobParameterError, JobRegistry, UnknownJobError
+from domain.queue.limits import EntryError, EntryFieldError, check_entry, check_field
+from domain.queue.models import JobQueueCategory, JobQueueEntry, JobQueueLogEntry
+from domain.queue.notify import request_dispatch
+from domain.queue.recurrence import is_expired
+from domain.queue.status import EntryStatus
+from domain.queue.transitions import WEEKDAY_COLUMNS, plan_of, recurrence_of, wake
 
 SCHEDULE_FIELDS = frozenset(
     {
@@ -41,8 +51,20 @@ EDITABLE = SCHEDULE_FIELDS | {
 }
 
 
-class EntryError(ValueError):
-    """An admin request that cannot be carried out; nothing was changed."""
+# How long an admin operation waits for an entry another session holds (a run finishing).
+LOCK_TIMEOUT_MS = 3000
+
+
+class JobDefinitionLike(Protocol):
+    @property
+    def validate(self) -> Callable[[str], None]: ...
+
+
+class JobCatalog(Protocol):
+    """What the operations need of the job registry: a job by name (LookupError if none),
+    whose `validate` raises ValueError for parameters that do not suit it."""
+
+    def get(self, name: str) -> JobDefinitionLike: ...
 
 
 @dataclass(frozen=True)
@@ -52,34 +74,35 @@ class EntryView:
 
 
 def get_entry(session: Session, code: str, *, lock: bool = False) -> JobQueueEntry:
+    """The entry by code; with `lock`, held for this transaction (waiting briefly)."""
     stmt = select(JobQueueEntry).where(JobQueueEntry.code == code)
     if lock:
         stmt = stmt.with_for_update()
-    entry = session.execute(stmt).scalar_one_or_none()
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sql_text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
+    try:
+        entry = session.execute(stmt).scalar_one_or_none()
+    except OperationalError as exc:
+        from runtime.db_errors import is_lock_timeout
+
+        if is_lock_timeout(exc):
+            raise EntryError(
+                f"entry {code!r} is busy: another session holds it (a run finishing or "
+                f"another change) for more than {LOCK_TIMEOUT_MS // 1000} s; try again"
+            ) from None
+        raise
     if entry is None:
         raise EntryError(f"no job queue entry with code {code!r}")
     return entry
 
 
-def _check_numbers(entry: JobQueueEntry) -> None:
-    checks = (
-        ("minutes between runs", entry.minutes_between_runs, 0),
-        ("maximum attempts", entry.maximum_attempts, 1),
-        ("rerun delay", entry.rerun_delay_seconds, 0),
-        ("job timeout", entry.job_timeout_seconds, 1),
-        ("inactivity timeout", entry.inactivity_timeout_minutes, 0),
-    )
-    for label, value, lowest in checks:
-        if value < lowest:
-            raise EntryError(f"{label} must be at least {lowest}, got {value}")
-
-
 def _apply(
-    session: Session, entry: JobQueueEntry, changes: dict[str, Any], jobs: JobRegistry
+    session: Session, entry: JobQueueEntry, changes: dict[str, Any], jobs: JobCatalog
 ) -> None:
     unknown = set(changes) - EDITABLE
     if unknown:
         raise EntryError(f"unknown field {sorted(unknown)[0]!r}")
+    changes = check_entry(changes)
     category = changes.get("category_code")
     if category is not None and session.get(JobQueueCategory, category) is None:
         raise EntryError(f"no job queue category with code {category!r}")
@@ -92,9 +115,10 @@ def _apply(
             setattr(entry, key, value)
     try:
         jobs.get(entry.job_name).validate(entry.parameter_string)
-    except (UnknownJobError, JobParameterError) as exc:
-        raise EntryError(str(exc).strip("'\"")) from None
-    _check_numbers(entry)
+    except LookupError as exc:
+        raise EntryFieldError("job_name", str(exc).strip("'\"")) from None
+    except ValueError as exc:
+        raise EntryFieldError("parameter_string", str(exc)) from None
     if entry.recurring and not any(getattr(entry, c) for c in WEEKDAY_COLUMNS):
         raise EntryError("a recurring entry needs at least one weekday to run on")
 
@@ -104,7 +128,7 @@ def _reschedule(entry: JobQueueEntry, now: datetime, tz: tzinfo, explicit_start:
     recurrence = recurrence_of(entry, tz)
     start = entry.earliest_start if explicit_start else max(entry.earliest_start, now)
     if not entry.recurring:
-        if entry.expiration is not None and start > entry.expiration:
+        if is_expired(entry.expiration, start):
             raise EntryError(
                 "the earliest start is after the expiration; the entry would never run"
             )
@@ -128,13 +152,12 @@ def add_entry(
     code: str,
     job_name: str,
     changes: dict[str, Any],
-    jobs: JobRegistry,
+    jobs: JobCatalog,
     now: datetime,
     tz: tzinfo,
 ) -> JobQueueEntry:
-    code = code.strip()
-    if not code or len(code) > 40:
-        raise EntryError("code must be 1 to 40 characters")
+    code = check_field("code", code.strip())
+    check_field("job_name", job_name)
     if session.execute(select(JobQueueEntry.id).where(JobQueueEntry.code == code)).first():
         raise EntryError(f"a job queue entry with code {code!r} exists already")
     entry = JobQueueEntry(
@@ -169,7 +192,7 @@ def edit_entry(
     session: Session,
     code: str,
     changes: dict[str, Any],
-    jobs: JobRegistry,
+    jobs: JobCatalog,
     now: datetime,
     tz: tzinfo,
 ) -> JobQueueEntry:
@@ -215,11 +238,11 @@ def run_now(session: Session, code: str, now: datetime) -> JobQueueEntry:
     entry.revision += 1
     if entry.status == EntryStatus.IN_PROCESS:
         raise EntryError(f"entry {code!r} is running already")
+    if is_expired(entry.expiration, now):
+        raise EntryError(f"entry {code!r} has expired; change its expiration first")
     entry.status = EntryStatus.READY
     entry.earliest_start = now
     entry.attempts = 0
-    if entry.expiration is not None and entry.expiration < now:
-        raise EntryError(f"entry {code!r} has expired; change its expiration first")
     request_dispatch(session)
     return entry
 
@@ -232,9 +255,8 @@ def delete_entry(session: Session, code: str) -> None:
 
 
 def add_category(session: Session, code: str, description: str = "") -> JobQueueCategory:
-    code = code.strip()
-    if not code or len(code) > 20:
-        raise EntryError("category code must be 1 to 20 characters")
+    code = check_field("category_code", code.strip())
+    description = check_field("description", description)
     if session.get(JobQueueCategory, code) is not None:
         raise EntryError(f"category {code!r} exists already")
     category = JobQueueCategory(code=code, description=description)
@@ -280,7 +302,12 @@ def parse_moment(text: str, tz: tzinfo) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise EntryError(f"{text!r} is not a date-time like 2026-11-23T08:00") from None
-    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+    moment = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+    try:
+        moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise EntryError(f"{text!r} cannot be converted to UTC (out of range)") from None
+    return moment
 
 
 def describe_window(start: time | None, end: time | None) -> str:

@@ -1,15 +1,13 @@
-"""SQLAlchemy models: the database is the single source of truth for the queue."""
+"""The job-queue tables: entries, their run log, categories and the scheduler lease."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
-    Dialect,
     Enum,
     ForeignKey,
     Index,
@@ -18,52 +16,16 @@ from sqlalchemy import (
     Table,
     Text,
     Time,
-    TypeDecorator,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.status import EntryStatus, LogStatus
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC, always returns aware UTC (SQLite keeps no zone of its own)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; pass an aware datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def enum_type(enum: type[Any], name: str, length: int = 60) -> Enum:
-    """A string column holding an enum's values (not names), checked on write."""
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=length,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
+from domain.base import Base, UTCDateTime, enum_type
+from domain.queue.status import EntryStatus, LogStatus
 
 
 def _status_enum(enum: type[Any], name: str) -> Enum:
     return enum_type(enum, name, length=40)
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class JobQueueCategory(Base):

@@ -12,23 +12,45 @@ log row; finish = complete the log row and move the entry on.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    bindparam,
+    func,
+    insert,
+    select,
+    true,
+    tuple_,
+    update,
+)
 
-from domain.models import ENTRIES, LOG_ENTRIES
-from domain.status import EntryStatus, LogStatus
-from domain.transitions import Decision, after_failure, after_success, plan_of
-from domain.wakeups import notify_in_transaction
+from domain.queue.models import ENTRIES, LOG_ENTRIES
+from domain.queue.notify import notify_in_transaction
+from domain.queue.status import EntryStatus, LogStatus
+from domain.queue.transitions import Decision, after_failure, after_success, plan_of
 
 E = ENTRIES
 L = LOG_ENTRIES
 
 MAX_ERROR_MESSAGE = 2000
 MAX_CALL_STACK = 8000
+
+
+def dispatched_not_started() -> tuple[ColumnElement[bool], ...]:
+    """A run the scheduler sent a message for that no worker has started yet."""
+    return (E.c.status == EntryStatus.IN_PROCESS, E.c.started_at.is_(None))
+
+
+def started_run() -> tuple[ColumnElement[bool], ...]:
+    """A run a worker has started and holds a lease on."""
+    return (E.c.status == EntryStatus.IN_PROCESS, E.c.started_at.is_not(None))
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,7 @@ class FinishedRun:
     decision: Decision | None  # None: the entry was changed meanwhile and kept as it is
     log_written: bool
     wake_scheduler: bool  # another entry may be due at once (its category is free now)
+    result: RunResult  # as recorded: a run whose entry could not be rescheduled failed
 
 
 def _postgres(conn: Connection) -> bool:
@@ -80,8 +103,7 @@ _CLAIM = (
     .where(
         E.c.id == bindparam("b_entry"),
         E.c.run_seq == bindparam("b_seq"),
-        E.c.status == EntryStatus.IN_PROCESS,
-        E.c.started_at.is_(None),
+        *dispatched_not_started(),
     )
     .values(
         started_at=_p("b_now", E.c.started_at),
@@ -155,28 +177,58 @@ def claim_run(
     return ClaimedRun(entry=row, log_id=log_id)
 
 
-def renew_leases(conn: Connection, worker_id: str, lease: float, now: datetime) -> int:
-    """Heartbeat: extend the lease of every run this worker process has started."""
-    result = conn.execute(
+def renew_leases(
+    conn: Connection,
+    runs: Sequence[tuple[int, int]],
+    worker_id: str,
+    lease: float,
+    now: datetime,
+) -> set[tuple[int, int]]:
+    """Heartbeat: extend the leases of exactly these runs (entry id, run_seq) while this
+    worker still holds them. Returns the runs renewed; a missing one was recovered or
+    finished meanwhile, and its job must stop."""
+    if not runs:
+        return set()
+    renewed = conn.execute(
         update(E)
         .where(
+            tuple_(E.c.id, E.c.run_seq).in_(list(runs)),
             E.c.worker_id == worker_id,
-            E.c.status == EntryStatus.IN_PROCESS,
-            E.c.started_at.is_not(None),
+            *started_run(),
         )
         .values(lease_expires_at=now + timedelta(seconds=lease))
-    )
-    return int(result.rowcount)
+        .returning(E.c.id, E.c.run_seq)
+    ).all()
+    return {(row.id, row.run_seq) for row in renewed}
 
 
-def _decide(entry: Any, result: RunResult, now: datetime, tz: tzinfo) -> Decision:
-    plan = plan_of(entry, tz)
-    if result.succeeded:
-        return after_success(plan, result.activity, now)
-    return after_failure(plan, now)
+def _decide(entry: Any, result: RunResult, now: datetime, tz: tzinfo) -> tuple[Decision, RunResult]:
+    """The next state by the rules; a rule that raises (a schedule that overflows, a corrupt
+    row) puts this entry alone in Error, and the log says why."""
+    try:
+        plan = plan_of(entry, tz)
+        if result.succeeded:
+            return after_success(plan, result.activity, now), result
+        return after_failure(plan, now), result
+    except Exception as exc:
+        outcome = "succeeded" if result.succeeded else f"failed ({result.error_message})"
+        reason = (
+            f"the run {outcome}, but its next run could not be scheduled: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        failed = RunResult.failure(reason, exc)
+        decision = Decision(EntryStatus.ERROR, entry.earliest_start, entry.attempts)
+        return decision, RunResult(
+            succeeded=False,
+            counters=result.counters,
+            error_message=failed.error_message,
+            error_call_stack=result.error_call_stack or failed.error_call_stack,
+        )
 
 
 def _entry_values(decision: Decision, result: RunResult, now: datetime) -> dict[str, Any]:
+    """Parameters of the entry's move; the last run status follows the decision, so a run
+    whose entry could not be rescheduled shows as an error."""
     return {
         "b_status": decision.status,
         "b_earliest": decision.earliest_start,
@@ -188,7 +240,6 @@ def _entry_values(decision: Decision, result: RunResult, now: datetime) -> dict[
 
 def _log_values(result: RunResult) -> dict[str, Any]:
     return {
-        "b_log": 0,
         "b_log_status": LogStatus.SUCCESS if result.succeeded else LogStatus.ERROR,
         "b_error": result.error_message,
         "b_stack": result.error_call_stack,
@@ -199,8 +250,7 @@ def _log_values(result: RunResult) -> dict[str, Any]:
 _CURRENT_RUN = (
     E.c.id == bindparam("b_entry"),
     E.c.run_seq == bindparam("b_seq"),
-    E.c.status == EntryStatus.IN_PROCESS,
-    E.c.started_at.is_not(None),
+    *started_run(),
 )
 _MOVE_VALUES = {
     "status": _p("b_status", E.c.status),
@@ -258,7 +308,7 @@ def finish_run(
     was recovered as lost meanwhile, the entry is left as it is.
     """
     snapshot = claimed.entry
-    decision = _decide(snapshot, result, now, tz)
+    decision, result = _decide(snapshot, result, now, tz)
     run = {"b_entry": snapshot.id, "b_seq": snapshot.run_seq, "b_now": now}
     params = run | _entry_values(decision, result, now) | _log_values(result)
     params |= {"b_revision": snapshot.revision, "b_log": claimed.log_id}
@@ -271,14 +321,16 @@ def finish_run(
     if not entry_moved:
         entry = conn.execute(_LOCK_CURRENT, run).one_or_none()
         if entry is None:
-            return FinishedRun(None, log_written, False)
-        decision = _decide(entry, result, now, tz)
+            return FinishedRun(None, log_written, False, result)
+        decision, result = _decide(entry, result, now, tz)
         conn.execute(_MOVE_LOCKED, run | _entry_values(decision, result, now))
+        if not log_written:  # the log row is completed with the reason of the re-decision
+            log_written = bool(conn.execute(_COMPLETE, params | _log_values(result)).rowcount)
         snapshot = entry
     wake = _wakes(snapshot, decision, now)
     if wake:
         notify_in_transaction(conn)
-    return FinishedRun(decision, log_written, wake)
+    return FinishedRun(decision, log_written, wake, result)
 
 
 def lost_run(conn: Connection, entry_id: int, run_seq: int, now: datetime) -> ClaimedRun | None:
@@ -288,8 +340,7 @@ def lost_run(conn: Connection, entry_id: int, run_seq: int, now: datetime) -> Cl
         .where(
             E.c.id == entry_id,
             E.c.run_seq == run_seq,
-            E.c.status == EntryStatus.IN_PROCESS,
-            E.c.started_at.is_not(None),
+            *started_run(),
             E.c.lease_expires_at < now,
         )
         .with_for_update()
@@ -303,3 +354,83 @@ def lost_run(conn: Connection, entry_id: int, run_seq: int, now: datetime) -> Cl
         .limit(1)
     ).scalar_one_or_none()
     return ClaimedRun(entry=entry, log_id=log_id or 0)
+
+
+def hand_back(
+    conn: Connection, claimed: ClaimedRun, result: RunResult, now: datetime, tz: tzinfo
+) -> None:
+    """A shutting-down worker gave up the run: log it, and make the entry Ready again at
+    once with its attempt not spent."""
+    entry = claimed.entry
+    finished = finish_run(conn, claimed, result, now, tz)
+    if finished.decision is not None:
+        conn.execute(
+            update(E)
+            .where(E.c.id == entry.id, E.c.run_seq == entry.run_seq)
+            .values(
+                status=EntryStatus.READY,
+                earliest_start=now,
+                attempts=max(0, entry.attempts - 1),
+            )
+        )
+
+
+def fail_entry(
+    conn: Connection,
+    entry_id: int,
+    reason: str,
+    now: datetime,
+    *,
+    run_seq: int | None = None,
+    log_id: int | None = None,
+) -> bool:
+    """The last resort when an entry's rules or its finish cannot be applied: Error, its run
+    fields cleared, and the reason in its log (the run's row, else a new one).
+
+    It computes nothing from the entry's schedule, so it works on any row; with
+    `run_seq` it only touches that run (a recovered run is not failed twice).
+    """
+    where = [E.c.id == entry_id]
+    if run_seq is not None:
+        where += [E.c.run_seq == run_seq, *started_run()]
+    moved = conn.execute(
+        update(E)
+        .where(*where)
+        .values(
+            status=EntryStatus.ERROR,
+            dispatched_at=None,
+            started_at=None,
+            lease_expires_at=None,
+            worker_id=None,
+            last_run_status=LogStatus.ERROR.value,
+            last_run_ended_at=now,
+        )
+        .returning(E.c.code, E.c.description, E.c.job_name, E.c.run_seq, E.c.attempts, E.c.user_id)
+    ).one_or_none()
+    if moved is None:
+        return False
+    message = reason[:MAX_ERROR_MESSAGE]
+    completed = 0
+    if log_id:
+        completed = conn.execute(
+            _COMPLETE,
+            {**_log_values(RunResult(False, error_message=message)), "b_log": log_id, "b_now": now},
+        ).rowcount
+    if not completed:
+        conn.execute(
+            insert(L).values(
+                entry_id=entry_id,
+                entry_code=moved.code,
+                description=moved.description,
+                job_name=moved.job_name,
+                run_seq=moved.run_seq,
+                attempt=moved.attempts,
+                user_id=moved.user_id,
+                started_at=now,
+                ended_at=now,
+                status=LogStatus.ERROR,
+                error_message=message,
+                counters={},
+            )
+        )
+    return True

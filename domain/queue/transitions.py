@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from domain.recurrence import Recurrence
-from domain.status import EntryStatus
+from domain.queue.recurrence import Recurrence, is_expired
+from domain.queue.status import EntryStatus
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,10 @@ def after_failure(plan: EntryPlan, now: datetime) -> Decision:
 def wake(plan: EntryPlan, now: datetime) -> Decision:
     """Back to Ready (inactivity over, data changed, admin restart), at the next allowed moment."""
     if not plan.recurring:
-        return Decision(EntryStatus.READY, max(now, plan.earliest_start), 0)
+        start = max(now, plan.earliest_start)
+        if is_expired(plan.recurrence.expiration, start):
+            return Decision(EntryStatus.FINISHED, plan.earliest_start, 0)
+        return Decision(EntryStatus.READY, start, 0)
     fitted = plan.recurrence.fit(now)
     if fitted is None:
         return Decision(EntryStatus.FINISHED, plan.earliest_start, 0)
