@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 
+import dramatiq.worker
 from dramatiq import Worker
 from sqlalchemy import Engine
 
@@ -90,11 +92,21 @@ def run_worker_pool(settings: Settings, processes: int, threads: int) -> int:
         "--skip-logging",
     ]
     sys.argv = ["jobqueue-worker", *argv]
+    no_head_of_line_wait(threads)
     heartbeat = Heartbeat(allowed_silence=10.0)
     if settings.health_port:
         _beat_while_alive(heartbeat)
         start_health(settings, make_engine(settings.database_url), heartbeat, "worker")
     return int(dramatiq_main() or 0)  # type: ignore[no-untyped-call]
+
+
+def no_head_of_line_wait(threads: int) -> None:
+    """A worker process takes no more messages than it has threads (Dramatiq prefetches
+    twice as many by default): a due run then waits in Redis, where any idle worker
+    takes it, not behind long runs buffered in a busy one. Set for the worker processes
+    Dramatiq forks (the module global) or spawns (the variable it is read from)."""
+    os.environ["dramatiq_queue_prefetch"] = str(threads)  # noqa: SIM112 (Dramatiq's name)
+    dramatiq.worker.QUEUE_PREFETCH = threads
 
 
 class EmbeddedSystem:
@@ -108,6 +120,7 @@ class EmbeddedSystem:
         self.app: WorkerApp = create_app(settings, engine=engine)
         self.scheduler = SchedulerService(settings, engine, self.app.broker)
         self.worker = Worker(self.app.broker, worker_threads=threads, worker_timeout=100)
+        self.worker.queue_prefetch = threads  # see no_head_of_line_wait
 
     def start(self) -> None:
         self.worker.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from jobs.registry import (
@@ -12,6 +13,9 @@ from jobs.registry import (
     registry,
 )
 
+MAX_SLEEP_SECONDS = 7 * 24 * 3600  # the longest job timeout
+MAX_FAIL_TIMES = 1_000_000
+
 
 def _allowed(*names: str) -> object:
     def validate(text: str) -> None:
@@ -20,13 +24,25 @@ def _allowed(*names: str) -> object:
         if unknown:
             allowed = ", ".join(names) or "none"
             raise JobParameterError(f"unknown parameter {unknown[0]!r} (allowed: {allowed})")
-        for key in ("seconds", "fail_times"):
-            if key in params:
-                try:
-                    if float(params[key]) < 0:
-                        raise ValueError
-                except ValueError:
-                    raise JobParameterError(f"{key} must be a number >= 0") from None
+        if "seconds" in params:
+            try:
+                seconds = float(params["seconds"])
+            except ValueError:
+                seconds = math.nan
+            if not 0 <= seconds <= MAX_SLEEP_SECONDS:  # false for nan too
+                raise JobParameterError(
+                    f"seconds must be a number from 0 to {MAX_SLEEP_SECONDS}, "
+                    f"got {params['seconds']!r}"
+                )
+        if "fail_times" in params:
+            text = params["fail_times"]
+            if (
+                not (text.isascii() and text.isdigit() and len(text) <= 7)
+                or int(text) > MAX_FAIL_TIMES
+            ):
+                raise JobParameterError(
+                    f"fail_times must be a whole number from 0 to {MAX_FAIL_TIMES}, got {text!r}"
+                )
 
     return validate
 

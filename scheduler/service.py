@@ -1,8 +1,16 @@
 """The scheduler process: an APScheduler interval job ticks the dispatcher about once a
-second, and a wake-up (NOTIFY or in-process) runs a tick at once."""
+second, and a wake-up (NOTIFY or in-process) runs a tick at once.
+
+A database outage is one warning, ticks backed off while it lasts, and one line
+when it is over; an unexpected error is logged with its traceback once, not
+every tick. A wake-up while a tick runs makes that tick go once more instead of
+asking APScheduler for a second instance, so a healthy leader logs no
+"maximum number of running instances" warnings.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime
 
@@ -12,8 +20,10 @@ from sqlalchemy import Engine
 
 from domain.clock import utcnow
 from domain.queue.notify import add_local_listener, remove_local_listener
+from runtime.db_errors import is_transient
 from runtime.health import Heartbeat
 from runtime.logs import get_logger
+from runtime.outage import Outage
 from runtime.settings import Settings
 from scheduler.dispatcher import Dispatcher, TickReport
 from scheduler.leader import LeaderLease
@@ -23,6 +33,21 @@ from workers.executor import make_worker_id
 log = get_logger("scheduler.service")
 TICK_JOB = "dispatch-tick"
 SOON = 0.25  # seconds
+
+
+class _SkippedRunsFilter(logging.Filter):
+    """APScheduler warns when a run of the tick is skipped because one is still running or
+    was late; with `coalesce` and one instance that is the design, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "maximum number of running instances reached" in message or "was missed by" in message
+        )
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunsFilter())
+logging.getLogger("apscheduler.executors.default").addFilter(_SkippedRunsFilter())
 
 
 class SchedulerService:
@@ -39,6 +64,9 @@ class SchedulerService:
         self._aps = BackgroundScheduler(timezone="UTC")
         self._tick_lock = threading.Lock()
         self._again = threading.Event()
+        self._in_tick_job = False
+        self.database = Outage("database", logger=log)
+        self._last_error: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -74,8 +102,8 @@ class SchedulerService:
     def wake(self) -> None:
         """Tick now; if a tick is running, it runs once more when done."""
         self._again.set()
-        if self._tick_lock.locked():
-            return  # the running tick sees _again and goes once more
+        if self._in_tick_job:
+            return  # the running tick job sees _again and goes once more
         if self._aps.running:
             try:
                 self._aps.modify_job(TICK_JOB, next_run_time=utcnow())
@@ -111,15 +139,29 @@ class SchedulerService:
             return report
 
     def _tick_job(self) -> None:
+        self._in_tick_job = True
+        try:
+            self._ticks()
+        finally:
+            self._in_tick_job = False
+
+    def _ticks(self) -> None:
         """Entries due before the next regular tick are dispatched on time, not a tick late:
         due within SOON the tick runs again itself; later, APScheduler is asked to run it then."""
         for _ in range(10):  # bounded: a storm of wake-ups cannot pin the tick
             self._again.clear()
+            if not self.database.ready():
+                self.heartbeat.beat()  # alive, backing off while the database is away
+                return
             try:
                 report = self.tick()
-            except Exception:
-                log.exception("scheduler.tick_failed")
+            except Exception as exc:
+                self._tick_failed(exc)
                 return
+            self.database.succeeded()
+            if self._last_error is not None:
+                log.info("scheduler.tick_recovered", error=self._last_error)
+                self._last_error = None
             next_due = report.next_due if report else None
             if next_due is not None and (wait := (next_due - utcnow()).total_seconds()) < SOON:
                 self._again.wait(max(0.0, wait))
@@ -128,6 +170,17 @@ class SchedulerService:
                 self._run_tick_at(next_due)
             if not self._again.is_set():
                 return
+
+    def _tick_failed(self, exc: Exception) -> None:
+        """A database outage is the outage's story; anything else is logged once."""
+        self.heartbeat.beat()  # the process is alive and trying; /readyz tells the rest
+        if is_transient(exc):
+            self.database.failed(exc)
+            return
+        error = f"{type(exc).__name__}: {exc}"
+        if error != self._last_error:
+            self._last_error = error
+            log.exception("scheduler.tick_failed")
 
     def _run_tick_at(self, moment: datetime) -> None:
         job = self._aps.get_job(TICK_JOB) if self._aps.running else None

@@ -57,6 +57,13 @@ def _logging() -> None:
     configure_logging("WARNING", process="tests")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _secret_key_file(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests (and the processes they start) keep their key out of the user's home."""
+    key_file = tmp_path_factory.mktemp("secrets") / "jobqueue.key"
+    os.environ.setdefault("JOBQUEUE_SECRET_KEY_FILE", str(key_file))
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     name = f"jobqueue_test_{uuid.uuid4().hex[:10]}"

@@ -84,7 +84,10 @@ def test_add_set_show_list_and_log(cli, sessions) -> None:
     ("argv", "message"),
     [
         (["entries", "set", "NOPE", "--priority", "1"], "no job queue entry with code 'NOPE'"),
-        (["entries", "set", "E1", "--minutes-between-runs", "-5"], "under the minimum of 0 minutes"),
+        (
+            ["entries", "set", "E1", "--minutes-between-runs", "-5"],
+            "under the minimum of 0 minutes",
+        ),
         (["entries", "set", "E1", "--window", "18:00-08:00"], "+1"),
         (["entries", "set", "E1", "--weekdays", "mon-funday"], "unknown weekday"),
         (["entries", "set", "E1", "--weekdays", "none"], "at least one weekday"),

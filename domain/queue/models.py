@@ -8,6 +8,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Enum,
     ForeignKey,
     Index,
@@ -21,11 +22,23 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.base import Base, UTCDateTime, enum_type
+from domain.queue.limits import NUMBER_BOUNDS
 from domain.queue.status import EntryStatus, LogStatus
 
 
 def _status_enum(enum: type[Any], name: str) -> Enum:
     return enum_type(enum, name, length=40)
+
+
+def entry_checks() -> list[CheckConstraint]:
+    """The numeric limits of `limits.NUMBER_BOUNDS` as CHECK constraints (migration 0005)."""
+    checks = [CheckConstraint("attempts >= 0", name="ck_jqe_attempts")]
+    for column, bound in NUMBER_BOUNDS.items():
+        rule = f"{column} BETWEEN {bound.lowest} AND {bound.highest}"
+        if bound.off is not None:
+            rule = f"{column} = {bound.off} OR {rule}"
+        checks.append(CheckConstraint(rule, name=f"ck_jqe_{column}"))
+    return checks
 
 
 class JobQueueCategory(Base):
@@ -49,6 +62,15 @@ class JobQueueEntry(Base):
             postgresql_where=text("category_code IS NOT NULL"),
             sqlite_where=text("category_code IS NOT NULL"),
         ),
+        # The expiry step of an idle tick reads only Ready entries that can expire.
+        Index(
+            "ix_jqe_status_expiration",
+            "status",
+            "expiration",
+            postgresql_where=text("expiration IS NOT NULL"),
+            sqlite_where=text("expiration IS NOT NULL"),
+        ),
+        *entry_checks(),
         # Room on each page lets the claim (no indexed column changes) be a HOT update.
         {"postgresql_with": {"fillfactor": 70}},
     )

@@ -169,6 +169,11 @@ def parse_window(text: str) -> tuple[time | None, time | None]:
         end = time.fromisoformat(last.strip())
     except ValueError:
         raise ValueError(f"window {text!r} must look like 08:00-18:00") from None
+    if start.tzinfo is not None or end.tzinfo is not None:
+        raise ValueError(
+            f"window {text!r} must not name a time zone: its times are read in "
+            "JOBQUEUE_TIMEZONE; write 08:00-18:00"
+        )
     if end == start:
         raise ValueError(f"window {text!r} starts and ends at the same time")
     if end < start and not overnight:
