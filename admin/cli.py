@@ -100,7 +100,9 @@ def _changes(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         changes["earliest_start"] = ops.parse_moment(args.earliest_start, settings.tz)
     if args.expiration is not None:
         none = args.expiration.lower() == "none"
-        changes["expiration"] = None if none else ops.parse_moment(args.expiration, settings.tz)
+        changes["expiration"] = (
+            None if none else ops.parse_moment(args.expiration, settings.tz, "expiration")
+        )
     if args.category is not None:
         changes["category_code"] = None if args.category.lower() == "none" else args.category
     return changes

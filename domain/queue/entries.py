@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, tzinfo
+from datetime import datetime, time, tzinfo
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
@@ -19,7 +19,13 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from domain.queue.limits import EntryError, EntryFieldError, check_entry, check_field
+from domain.queue.limits import (
+    EntryError,
+    EntryFieldError,
+    check_entry,
+    check_field,
+    check_moment,
+)
 from domain.queue.models import JobQueueCategory, JobQueueEntry, JobQueueLogEntry
 from domain.queue.notify import request_dispatch
 from domain.queue.recurrence import is_expired
@@ -296,17 +302,15 @@ def read_log(session: Session, code: str, limit: int = 20) -> list[JobQueueLogEn
     )
 
 
-def parse_moment(text: str, tz: tzinfo) -> datetime:
-    """ISO date-time; without an offset it is read in the configured time zone."""
+def parse_moment(text: str, tz: tzinfo, field: str = "earliest_start") -> datetime:
+    """ISO date-time; without an offset it is read in the configured time zone. Checked by
+    the field's limits, so the message names the field."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise EntryError(f"{text!r} is not a date-time like 2026-11-23T08:00") from None
+        raise EntryFieldError(field, f"{text!r} is not a date-time like 2026-11-23T08:00") from None
     moment = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
-    try:
-        moment.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise EntryError(f"{text!r} cannot be converted to UTC (out of range)") from None
+    check_moment(field, moment)
     return moment
 
 

@@ -126,7 +126,9 @@ def check_moment(field: str, value: Any) -> datetime:
     try:
         utc = value.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise EntryFieldError(field, f"{value.isoformat()} cannot be converted to UTC") from None
+        raise EntryFieldError(
+            field, f"{value.isoformat()} cannot be converted to UTC (out of range)"
+        ) from None
     if not EARLIEST_MOMENT <= utc <= LATEST_MOMENT:
         raise EntryFieldError(
             field,
