@@ -52,15 +52,14 @@ class PrivateServer:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off"
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off"
         )
         self._as_server_user(
             _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
         )
 
     def stop(self) -> None:
-        self._as_server_user(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._as_server_user(_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def accepts(self) -> bool:
         try:
