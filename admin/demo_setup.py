@@ -10,16 +10,15 @@ from datetime import tzinfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin.email_logging import ensure_entry
-from admin.sales import setup_defaults
 from domain.clock import utcnow
 from domain.interactions.models import Experience
 from domain.mail.kinds import Connector, SecureConnection, SmtpAuthentication
 from domain.queue import entries as ops
-from jobs.email_logging.setup import SetupValues, save_setup
+from jobs.email_logging.setup import SetupValues, ensure_entry, save_setup
 from jobs.mail import accounts
 from jobs.registry import registry
 from jobs.sales.connection import save_connection
+from jobs.sales.setup import setup_defaults
 from runtime.secrets import Secret, SecretBox
 from sandbox import company
 from sandbox.services import (

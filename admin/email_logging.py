@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from datetime import tzinfo
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,30 +17,26 @@ from domain.clock import utcnow
 from domain.interactions.matching import BadMessage, address
 from domain.interactions.models import (
     Contact,
-    EmailLoggingSetup,
     EwsAuthentication,
     Experience,
     InteractionLogEntry,
     Opportunity,
 )
 from domain.queue import entries as ops
-from domain.queue.models import JobQueueEntry
 from jobs.email_logging.mailbox import MailboxError
 from jobs.email_logging.setup import (
     EmailLoggingSetupError,
     SetupValues,
+    ensure_entry,
     load_setup,
     open_mailbox,
     save_setup,
     tokens_for,
 )
 from jobs.identity import PUBLIC_AUTHORITY_HOST, SignInError
-from jobs.registry import registry
 from jobs.sales.local import save
 from runtime.secrets import Secret, SecretBox
 from runtime.settings import Settings
-
-JOB = "email-logging"
 
 
 def _secret(env_name: str) -> Secret:
@@ -49,31 +44,6 @@ def _secret(env_name: str) -> Secret:
     if not value:
         raise EmailLoggingSetupError(f"environment variable {env_name} is empty or not set")
     return Secret(value)
-
-
-def ensure_entry(
-    session: Session, row: EmailLoggingSetup, minutes: int, inactivity: int, tz: tzinfo
-) -> JobQueueEntry:
-    """The recurring entry of the job, on hold until email logging is enabled."""
-    changes: dict[str, Any] = {
-        "description": f"Email logging of {row.mailbox}",
-        "recurring": True,
-        "minutes_between_runs": minutes,
-        "inactivity_timeout_minutes": inactivity,
-        "maximum_attempts": 3,
-        "rerun_delay_seconds": 60,
-    }
-    now = utcnow()
-    existing = session.execute(
-        select(JobQueueEntry).where(JobQueueEntry.code == row.entry_code)
-    ).scalar_one_or_none()
-    if existing is None:
-        entry = ops.add_entry(session, row.entry_code, JOB, changes, registry, now, tz)
-    else:
-        entry = ops.edit_entry(session, row.entry_code, changes, registry, now, tz)
-    if not row.enabled:
-        ops.set_on_hold(session, row.entry_code)
-    return entry
 
 
 def to_opportunity(session: Session, entry_no: int) -> Opportunity:

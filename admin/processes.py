@@ -105,8 +105,10 @@ def no_head_of_line_wait(threads: int) -> None:
     twice as many by default): a due run then waits in Redis, where any idle worker
     takes it, not behind long runs buffered in a busy one. Set for the worker processes
     Dramatiq forks (the module global) or spawns (the variable it is read from)."""
-    os.environ["dramatiq_queue_prefetch"] = str(threads)  # noqa: SIM112 (Dramatiq's name)
-    dramatiq.worker.QUEUE_PREFETCH = threads
+    name = "dramatiq_queue_prefetch"  # Dramatiq's own variable; an operator's value stands
+    prefetch = int(os.environ.get(name) or threads)
+    os.environ[name] = str(prefetch)
+    dramatiq.worker.QUEUE_PREFETCH = prefetch
 
 
 class EmbeddedSystem:

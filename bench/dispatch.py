@@ -1,13 +1,22 @@
-"""Dispatcher benchmark: 10,000 recurring entries, 2,000 no-op runs due at once, 2 worker
-processes x 8 threads, against PostgreSQL and Redis. Side by side: bare Dramatiq actors
-doing the same no-op on the same broker and worker layout.
+"""Dispatcher benchmark, against PostgreSQL and Redis.
 
-    python -m bench.dispatch [--entries 10000] [--due 2000]
+1. Throughput and latency: 10,000 recurring entries, 2,000 no-op runs due at once
+   (their due time is set after seeding and after the processes are up), 2 worker
+   processes x 8 threads. Side by side: bare Dramatiq actors doing the same no-op on
+   the same broker and worker layout. `--load` repeats it with a CPU-bound process
+   loading the box.
+2. Idle tick: the time of one scheduler tick with nothing due, at 1k, 10k and 50k
+   entries (it should be flat in the number of entries).
+3. Head-of-line: a short run due while a two-worker pool (2 x 2 threads) is busy with
+   long runs; its due-to-start, with prefetch = threads (ours) and Dramatiq's default.
+
+    python -m bench.dispatch [--entries 10000] [--due 2000] [--load] [--skip-throughput]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import signal
 import statistics
@@ -17,18 +26,23 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import redis
 from dramatiq import Message
-from sqlalchemy import func, insert, select
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import func, insert, select, update
 
 from domain.clock import utcnow
 from domain.db import make_engine
 from domain.migrations import upgrade
-from domain.queue.models import ENTRIES, LOG_ENTRIES
+from domain.queue.models import ENTRIES, LEASES, LOG_ENTRIES
+from domain.queue.notify import notify_in_transaction
 from domain.queue.status import EntryStatus
 from domain.queue.transitions import WEEKDAY_COLUMNS
+from runtime.settings import Settings
+from scheduler.dispatcher import Dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -129,7 +143,6 @@ def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
         "LOG_LEVEL": "WARNING",
     }
     now = utcnow()
-    due_at = now + timedelta(seconds=6)
     rows = [
         {
             "code": f"BENCH-{i:05d}",
@@ -139,7 +152,7 @@ def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
             "status": EntryStatus.READY,
             "recurring": True,
             "minutes_between_runs": 60,
-            "earliest_start": due_at if i < due else now + timedelta(hours=1 + i % 24),
+            "earliest_start": now + timedelta(hours=1 + i % 24),
             "maximum_attempts": 3,
             "attempts": 0,
             "rerun_delay_seconds": 60,
@@ -162,6 +175,16 @@ def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
     )
     scheduler = _spawn([*cli, "scheduler"], env, workdir / "scheduler.log")
     try:
+        _wait_for_leader(engine)
+        time.sleep(2)  # workers booted and polling
+        due_at = utcnow() + timedelta(seconds=1)
+        with engine.begin() as conn:  # `due` entries become due together, after seeding
+            conn.execute(
+                update(ENTRIES)
+                .where(ENTRIES.c.code < f"BENCH-{due:05d}")
+                .values(earliest_start=due_at)
+            )
+            notify_in_transaction(conn)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             with engine.connect() as conn:
@@ -196,14 +219,182 @@ def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--entries", type=int, default=10_000)
-    parser.add_argument("--due", type=int, default=2_000)
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are printed")
-    args = parser.parse_args()
-    workdir = Path(os.environ.get("BENCH_DIR", "/tmp/jobqueue-bench"))
-    workdir.mkdir(parents=True, exist_ok=True)
+def _wait_for_leader(engine: Any) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(select(func.count()).select_from(LEASES)).scalar_one():
+                return
+        time.sleep(0.1)
+    raise SystemExit("no scheduler became active within 60 s")
+
+
+def _seed(engine: Any, entries: int, start: int = 0) -> None:
+    now = utcnow()
+    rows = [
+        {
+            "code": f"IDLE-{i:06d}",
+            "description": "",
+            "job_name": "noop",
+            "parameter_string": "",
+            "status": EntryStatus.READY if i % 10 else EntryStatus.ON_HOLD_INACTIVITY,
+            "recurring": True,
+            "minutes_between_runs": 60,
+            "earliest_start": now + timedelta(hours=1 + i % 48),
+            "expiration": now + timedelta(days=30) if i % 3 == 0 else None,
+            "maximum_attempts": 3,
+            "attempts": 0,
+            "rerun_delay_seconds": 60,
+            "job_timeout_seconds": 600,
+            "inactivity_timeout_minutes": 30 if i % 10 == 0 else 0,
+            "priority": i % 5,
+            "user_id": "",
+            "run_seq": 0,
+            **{c: True for c in WEEKDAY_COLUMNS},
+        }
+        for i in range(start, entries)
+    ]
+    with engine.begin() as conn:
+        for offset in range(0, len(rows), 5000):
+            conn.execute(insert(ENTRIES), rows[offset : offset + 5000])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE job_queue_entries")
+
+
+def idle_ticks(sizes: list[int], ticks: int = 60) -> dict[int, float]:
+    """Median milliseconds of one tick with nothing due, per number of entries."""
+    name = f"jobqueue_idle_{uuid.uuid4().hex[:6]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
+    results: dict[int, float] = {}
+    try:
+        upgrade(engine)
+        settings = Settings(database_url=str(engine.url))
+        broker = StubBroker(middleware=[])
+        broker.declare_queue(settings.queue_name)
+        dispatcher = Dispatcher(engine, broker, settings)
+        seeded = 0
+        for size in sorted(sizes):
+            _seed(engine, size, seeded)
+            seeded = size
+            for _ in range(5):  # warm the pool and the plans
+                dispatcher.tick(utcnow())
+            times = []
+            for _ in range(ticks):
+                began = time.perf_counter()
+                report = dispatcher.tick(utcnow())
+                times.append((time.perf_counter() - began) * 1000)
+                assert report.dispatched == 0
+            results[size] = statistics.median(times)
+    finally:
+        engine.dispose()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    return results
+
+
+def head_of_line(workdir: Path, prefetch: int | None) -> float:
+    """Seconds from due to start of a short run that becomes due while a 2 x 2 pool holds
+    three 6-second runs (one thread idle)."""
+    name = f"jobqueue_hol_{uuid.uuid4().hex[:6]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    queue = f"bench_hol_{uuid.uuid4().hex[:6]}"
+    engine = make_engine(url)
+    upgrade(engine)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,
+        "JOBQUEUE_QUEUE": queue,
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("dramatiq_queue_prefetch", None)
+    if prefetch is not None:
+        env["dramatiq_queue_prefetch"] = str(prefetch)
+    far = utcnow() + timedelta(hours=1)
+    rows = [
+        {"code": f"LONG-{i}", "job_name": "sleep", "parameter_string": "seconds=6"}
+        for i in range(3)
+    ] + [{"code": "SHORT", "job_name": "noop", "parameter_string": ""}]
+    with engine.begin() as conn:
+        for row in rows:
+            conn.execute(
+                insert(ENTRIES).values(
+                    **row,
+                    description="",
+                    status=EntryStatus.READY,
+                    recurring=False,
+                    minutes_between_runs=0,
+                    earliest_start=far,
+                    maximum_attempts=1,
+                    attempts=0,
+                    rerun_delay_seconds=0,
+                    job_timeout_seconds=60,
+                    inactivity_timeout_minutes=0,
+                    priority=0,
+                    user_id="",
+                    run_seq=0,
+                    **{c: True for c in WEEKDAY_COLUMNS},
+                )
+            )
+    cli = [sys.executable, "-m", "admin.cli"]
+    workers = _spawn(
+        [*cli, "worker", "--processes", "2", "--threads", "2"], env, workdir / "hol.log"
+    )
+    scheduler = _spawn([*cli, "scheduler"], env, workdir / "hol-scheduler.log")
+    try:
+        _wait_for_leader(engine)
+        time.sleep(3)  # workers booted and polling
+        with engine.begin() as conn:
+            conn.execute(
+                update(ENTRIES).where(ENTRIES.c.code.like("LONG-%")).values(earliest_start=utcnow())
+            )
+            notify_in_transaction(conn)
+        time.sleep(1.0)  # the long runs are taken
+        short_due = utcnow()
+        with engine.begin() as conn:
+            conn.execute(
+                update(ENTRIES).where(ENTRIES.c.code == "SHORT").values(earliest_start=short_due)
+            )
+            notify_in_transaction(conn)
+        deadline = time.monotonic() + 60
+        started = None
+        while started is None and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                started = conn.execute(
+                    select(LOG_ENTRIES.c.started_at).where(LOG_ENTRIES.c.entry_code == "SHORT")
+                ).scalar_one_or_none()
+            time.sleep(0.05)
+        if started is None:
+            raise SystemExit(f"the short run never started; see {workdir}")
+        return (started - short_due).total_seconds()
+    finally:
+        _stop(scheduler)
+        _stop(workers)
+        engine.dispose()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"*{queue}*"):
+            client.delete(key)
+
+
+def _burn(stop: Any) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def _throughput(args: argparse.Namespace, workdir: Path, label: str) -> None:
     rounds = []
     for _ in range(args.repeat):  # interleaved, so drift on the machine hits both alike
         rounds.append(
@@ -213,8 +404,9 @@ def main() -> None:
     bare = statistics.median(r[1] for r in rounds)
     ratio = statistics.median(r[0]["runs_per_s"] / r[1] for r in rounds)
     print(
-        f"entries {args.entries}, runs due at once {args.due}, "
-        f"workers {PROCESSES} processes x {THREADS} threads, PostgreSQL + Redis"
+        f"[{label}] entries {args.entries}, runs due at once {args.due}, "
+        f"workers {PROCESSES} processes x {THREADS} threads, PostgreSQL + Redis, "
+        f"median of {args.repeat}, load average {os.getloadavg()[0]:.2f}"
     )
     print(f"{'whole system':<28}{system['runs_per_s']:>10.0f} runs/s")
     print(f"{'bare Dramatiq no-op actor':<28}{bare:>10.0f} msgs/s")
@@ -222,6 +414,40 @@ def main() -> None:
     print(f"{'due-to-start p50':<28}{system['p50']:>10.3f} s")
     print(f"{'due-to-start p99 (< 2 s)':<28}{system['p99']:>10.3f} s")
     print(f"{'scheduler peak RSS (<150)':<28}{system['rss_mb']:>10.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--due", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are printed")
+    parser.add_argument("--load", action="store_true", help="also measure with the box loaded")
+    parser.add_argument("--skip-throughput", action="store_true", help="idle tick and HOL only")
+    args = parser.parse_args()
+    workdir = Path(os.environ.get("BENCH_DIR", "/tmp/jobqueue-bench"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not args.skip_throughput:
+        _throughput(args, workdir, "quiet box")
+        if args.load:
+            stop = multiprocessing.Event()
+            burner = multiprocessing.Process(target=_burn, args=(stop,), daemon=True)
+            burner.start()
+            try:
+                _throughput(args, workdir, "with a CPU-bound process loading the box")
+            finally:
+                stop.set()
+                burner.join()
+    sizes = [1_000, 10_000, 50_000]
+    idle = idle_ticks(sizes)
+    print(f"idle tick (nothing due), median of 60, load average {os.getloadavg()[0]:.2f}")
+    for size in sizes:
+        print(f"{f'{size:,} entries':<28}{idle[size]:>10.2f} ms")
+    print(f"{'50k / 1k (flat = 1.0)':<28}{idle[50_000] / idle[1_000]:>10.2f}")
+    ours = statistics.median(head_of_line(workdir, None) for _ in range(3))
+    default = statistics.median(head_of_line(workdir, 4) for _ in range(3))
+    print("head-of-line: a short run due while a 2 x 2 pool runs three 6 s runs (median of 3)")
+    print(f"{'prefetch = threads (ours)':<28}{ours:>10.3f} s due-to-start")
+    print(f"{'prefetch = 2 x threads':<28}{default:>10.3f} s due-to-start")
 
 
 if __name__ == "__main__":

@@ -48,5 +48,9 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def reading(engine: Engine) -> Engine:
-    """The same engine (and pool) for transactions that only read."""
-    return engine.execution_options(**{READ_ONLY: True})
+    """The same engine (and pool) for work that only reads: on SQLite a deferred
+    transaction (it never waits for a writer), on PostgreSQL autocommit (no BEGIN and
+    ROLLBACK round trips around a lone SELECT)."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{READ_ONLY: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -46,12 +46,22 @@ class Dispatcher:
         self.broker_outage = Outage("broker", logger=log)
 
     def tick(self, now: datetime) -> TickReport:
+        """One pass. A probe (one statement) says which steps have work; an idle tick is
+        that statement alone, whatever the number of entries."""
         report = TickReport()
-        report.woken = self.wake_sleepers(now, report)
-        report.recovered = self.recover_lost_runs(now, report)
+        todo = dispatch.probe(self.engine, now, self.settings.dispatch_timeout_seconds)
+        if todo.idle:
+            report.next_due = todo.next_due
+            return report
+        if todo.sleepers:
+            report.woken = self.wake_sleepers(now, report)
+        if todo.lost:
+            report.recovered = self.recover_lost_runs(now, report)
         if self.broker_outage.ready():
-            report.resent = self.resend_undelivered(now, report)
-            while True:
+            if todo.undelivered:
+                report.resent = self.resend_undelivered(now, report)
+            # woken and recovered entries may be due now too
+            while todo.due or todo.expired or report.woken or report.recovered:
                 claimed = self.dispatch_due(now, report)
                 if claimed < self.settings.dispatch_batch or report.send_failures:
                     break

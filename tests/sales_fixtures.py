@@ -11,11 +11,11 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin.sales import setup_defaults
 from domain.clock import utcnow
 from domain.sales.defaults import DEFAULTS
 from jobs.sales.connection import connect, save_connection
 from jobs.sales.engine import Counters, SyncEngine
+from jobs.sales.setup import setup_defaults
 from runtime.secrets import Secret, SecretBox
 from sandbox.company import post_invoice as invoice
 from sandbox.company import seed_company as seed

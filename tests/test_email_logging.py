@@ -267,12 +267,12 @@ def test_the_job_sleeps_on_an_empty_inbox_and_logs_when_run(
     directory: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from admin.email_logging import ensure_entry
     from admin.processes import EmbeddedSystem
     from domain.clock import utcnow
     from domain.interactions.models import EmailLoggingSetup
     from domain.queue import entries as ops
     from domain.queue.status import EntryStatus
+    from jobs.email_logging.setup import ensure_entry
     from tests.conftest import wait_until
     from tests.helpers import entry, finished_logs
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -360,6 +361,8 @@ def test_a_healthy_leader_logs_no_apscheduler_noise(
 
 # Requirement 6: no head-of-line wait.
 
+PREFETCH_VARIABLE = "dramatiq_queue_prefetch"  # Dramatiq's own (lower-case) name
+
 
 def test_a_worker_takes_no_more_messages_than_it_has_threads(settings: Settings) -> None:
     import dramatiq.worker
@@ -373,12 +376,17 @@ def test_a_worker_takes_no_more_messages_than_it_has_threads(settings: Settings)
         system.app.engine.dispose()
     saved = dramatiq.worker.QUEUE_PREFETCH
     try:
+        os.environ.pop(PREFETCH_VARIABLE, None)
         no_head_of_line_wait(5)
         assert (
             dramatiq.worker.Worker(StubBroker(middleware=[]), worker_threads=5).queue_prefetch == 5
         )
+        os.environ[PREFETCH_VARIABLE] = "9"  # an operator's own value stands
+        no_head_of_line_wait(5)
+        assert dramatiq.worker.QUEUE_PREFETCH == 9
     finally:
         dramatiq.worker.QUEUE_PREFETCH = saved
+        os.environ.pop(PREFETCH_VARIABLE, None)
 
 
 # Requirement 1: one owner of entry state.

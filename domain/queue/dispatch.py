@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, func, select, union_all
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, func, select, union_all
 from sqlalchemy import update as update_
 
+from domain.db import reading
 from domain.queue.models import CATEGORIES, ENTRIES
 from domain.queue.runs import (
     RunResult,
@@ -301,6 +303,74 @@ def return_unsent(engine: Engine, runs: Sequence[Dispatched]) -> None:
             )
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What a tick has to do, read in one statement: an idle tick does nothing else."""
+
+    sleepers: bool
+    lost: bool
+    undelivered: bool
+    expired: bool
+    due: bool
+    next_due: datetime | None
+
+    @property
+    def idle(self) -> bool:
+        return not (self.sleepers or self.lost or self.undelivered or self.expired or self.due)
+
+
+def _exists(*where: Any) -> Any:
+    return select(entries.c.id).where(*where).limit(1).exists()
+
+
+def _earliest(status: EntryStatus) -> Any:
+    return (
+        select(func.min(entries.c.earliest_start))
+        .where(entries.c.status == status, entries.c.earliest_start > _NOW)
+        .scalar_subquery()
+    )
+
+
+_NOW = bindparam("b_now", type_=entries.c.earliest_start.type)
+_CUTOFF = bindparam("b_cutoff", type_=entries.c.dispatched_at.type)
+
+
+@cache
+def _probe_statement() -> Any:
+    """Built once: constructing it costs more than running it."""
+    asleep, ready = EntryStatus.ON_HOLD_INACTIVITY, EntryStatus.READY
+    return select(
+        _exists(entries.c.status == asleep, entries.c.earliest_start <= _NOW).label("sleepers"),
+        _exists(*started_run(), entries.c.lease_expires_at < _NOW).label("lost"),
+        _exists(*dispatched_not_started(), entries.c.dispatched_at < _CUTOFF).label("undelivered"),
+        _exists(
+            entries.c.status == ready,
+            entries.c.expiration.is_not(None),
+            entries.c.expiration < _NOW,
+        ).label("expired"),
+        _exists(entries.c.status == ready, entries.c.earliest_start <= _NOW).label("due"),
+        _earliest(ready).label("next_ready"),
+        _earliest(asleep).label("next_asleep"),
+    )
+
+
+def probe(engine: Engine, now: datetime, dispatch_timeout_seconds: float) -> Probe:
+    """One indexed look at each step's condition and at the next due moment, outside a
+    write transaction: one round trip on PostgreSQL, no wait for a writer on SQLite."""
+    cutoff = now - timedelta(seconds=dispatch_timeout_seconds)
+    with reading(engine).connect() as conn:
+        row = conn.execute(_probe_statement(), {"b_now": now, "b_cutoff": cutoff}).one()
+    upcoming = [m for m in (row.next_ready, row.next_asleep) if m is not None]
+    return Probe(
+        bool(row.sleepers),
+        bool(row.lost),
+        bool(row.undelivered),
+        bool(row.expired),
+        bool(row.due),
+        min(upcoming) if upcoming else None,
+    )
+
+
 def next_due(engine: Engine, now: datetime) -> datetime | None:
     """The next moment an entry becomes due, so the next tick can be exactly then.
 
@@ -314,6 +384,6 @@ def next_due(engine: Engine, now: datetime) -> datetime | None:
         for status in (EntryStatus.READY, EntryStatus.ON_HOLD_INACTIVITY)
     ]
     both = union_all(*per_status).subquery()
-    with engine.connect() as conn:
+    with reading(engine).connect() as conn:
         due: datetime | None = conn.execute(select(func.min(both.c.due))).scalar_one_or_none()
     return due

@@ -211,6 +211,22 @@ def edit_entry(
     return entry
 
 
+def put_entry(
+    session: Session,
+    code: str,
+    job_name: str,
+    changes: dict[str, Any],
+    jobs: JobCatalog,
+    now: datetime,
+    tz: tzinfo,
+) -> JobQueueEntry:
+    """Add the entry, or edit it to these values if it exists (set-up commands re-run)."""
+    exists = session.execute(select(JobQueueEntry.id).where(JobQueueEntry.code == code)).first()
+    if exists is None:
+        return add_entry(session, code, job_name, changes, jobs, now, tz)
+    return edit_entry(session, code, {**changes, "job_name": job_name}, jobs, now, tz)
+
+
 def set_on_hold(session: Session, code: str) -> JobQueueEntry:
     """On Hold at once; a running job finishes, but its entry stays on hold."""
     entry = get_entry(session, code, lock=True)

@@ -4,12 +4,17 @@ secret, or the account's password for EWS basic authentication) encrypted at res
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session
 
+from domain.clock import utcnow
 from domain.interactions.matching import BadMessage, address
 from domain.interactions.models import EmailLoggingSetup, EwsAuthentication, Experience
+from domain.queue import entries as ops
+from domain.queue.models import JobQueueEntry
 from jobs.email_logging.mailbox import SharedMailbox
 from jobs.identity import (
     EXCHANGE_SCOPE,
@@ -17,6 +22,7 @@ from jobs.identity import (
     PUBLIC_AUTHORITY_HOST,
     ClientCredentialsTokens,
 )
+from jobs.registry import registry
 from runtime.secrets import Secret, SecretBox
 
 MAX_BATCH = 1000
@@ -150,3 +156,24 @@ def open_mailbox(row: EmailLoggingSetup, box: SecretBox, verify: str | bool) -> 
         storage_folder=row.storage_folder,
         verify=verify,
     )
+
+
+JOB = "email-logging"
+
+
+def ensure_entry(
+    session: Session, row: EmailLoggingSetup, minutes: int, inactivity: int, tz: tzinfo
+) -> JobQueueEntry:
+    """The recurring entry of the job, on hold until email logging is enabled."""
+    changes: dict[str, Any] = {
+        "description": f"Email logging of {row.mailbox}",
+        "recurring": True,
+        "minutes_between_runs": minutes,
+        "inactivity_timeout_minutes": inactivity,
+        "maximum_attempts": 3,
+        "rerun_delay_seconds": 60,
+    }
+    entry = ops.put_entry(session, row.entry_code, JOB, changes, registry, utcnow(), tz)
+    if not row.enabled:
+        ops.set_on_hold(session, row.entry_code)
+    return entry
