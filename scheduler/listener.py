@@ -12,14 +12,21 @@ from sqlalchemy import Engine
 
 from domain.queue.notify import CHANNEL
 from runtime.logs import get_logger
+from runtime.outage import Outage
 
 log = get_logger("scheduler.listener")
 
 
 class WakeListener:
-    def __init__(self, engine: Engine, on_wake: Callable[[], None]) -> None:
+    """Reconnects with backoff while the database is away; the outage is told by the
+    `Outage` it shares with the scheduler (one warning, one recovery line)."""
+
+    def __init__(
+        self, engine: Engine, on_wake: Callable[[], None], outage: Outage | None = None
+    ) -> None:
         self.engine = engine
         self.on_wake = on_wake
+        self.outage = outage or Outage("database", logger=log)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wake-listener", daemon=True)
 
@@ -37,8 +44,7 @@ class WakeListener:
             try:
                 self._listen()
             except Exception as exc:
-                log.warning("listener.reconnecting", error=str(exc))
-                self._stop.wait(1.0)
+                self._stop.wait(self.outage.failed(exc))
 
     def _listen(self) -> None:
         raw: Any = self.engine.raw_connection()
@@ -47,6 +53,7 @@ class WakeListener:
             dbapi.autocommit = True
             with dbapi.cursor() as cur:
                 cur.execute(f"LISTEN {CHANNEL}")
+            self.outage.succeeded()
             while not self._stop.is_set():
                 readable, _, _ = select.select([dbapi], [], [], 1.0)
                 if not readable:

@@ -57,7 +57,8 @@ class SchedulerService:
         self.dispatcher = Dispatcher(engine, broker, settings)
         self.holder = make_worker_id()
         self.lease = LeaderLease(engine, self.holder, settings.leader_ttl_seconds)
-        self.listener = WakeListener(engine, self.wake)
+        self.database = Outage("database", logger=log)
+        self.listener = WakeListener(engine, self.wake, self.database)
         self.last_tick_at: datetime | None = None
         # Liveness: a tick (leader or standby) at least every few tick intervals.
         self.heartbeat = Heartbeat(max(15.0, settings.tick_seconds * 10))
@@ -65,7 +66,6 @@ class SchedulerService:
         self._tick_lock = threading.Lock()
         self._again = threading.Event()
         self._in_tick_job = False
-        self.database = Outage("database", logger=log)
         self._last_error: str | None = None
 
     @property
