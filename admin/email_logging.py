@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.email_logging.job  # noqa: F401  (registers email-logging)
+from admin.arguments import entry_number, entry_number_help, whole
 from admin.tables import render_table
 from domain.clock import utcnow
 from domain.interactions.matching import BadMessage, address
@@ -25,6 +26,7 @@ from domain.interactions.models import (
 from domain.queue import entries as ops
 from jobs.email_logging.mailbox import MailboxError
 from jobs.email_logging.setup import (
+    MAX_BATCH,
     EmailLoggingSetupError,
     SetupValues,
     ensure_entry,
@@ -265,16 +267,6 @@ def _optional_address(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_email_logging_commands(
     sub: Any,
     settings: Settings,
@@ -302,15 +294,23 @@ def add_email_logging_commands(
     p.add_argument("--ews-auth", choices=[a.value for a in EwsAuthentication], default="oauth2")
     p.add_argument("--queue-folder", default="Inbox")
     p.add_argument("--storage-folder", default="Archive")
-    p.add_argument("--batch-size", type=_positive, default=100)
+    p.add_argument(
+        "--batch-size", type=whole("batch size", 1, MAX_BATCH), default=100, help="1 to 1000"
+    )
     p.add_argument("--authority-host", default=PUBLIC_AUTHORITY_HOST)
     p.add_argument("--graph-url", default="https://graph.microsoft.com/v1.0")
-    p.add_argument("--every", type=_positive, default=5, help="minutes between runs")
+    p.add_argument(
+        "--every",
+        type=entry_number("minutes_between_runs"),
+        default=5,
+        help=f"minutes between runs, {entry_number_help('minutes_between_runs')}",
+    )
     p.add_argument(
         "--inactivity",
-        type=_positive,
+        type=entry_number("inactivity_timeout_minutes"),
         default=30,
-        help="inactivity timeout in minutes (an empty Inbox lets the entry sleep)",
+        help="inactivity timeout (an empty Inbox lets the entry sleep), "
+        + entry_number_help("inactivity_timeout_minutes"),
     )
     for name, handler, help_text in (
         ("enable", c.enable, "start logging (the entry becomes ready)"),
@@ -331,10 +331,10 @@ def add_email_logging_commands(
     p = inter.add_parser("list", help="logged interactions, newest first")
     p.set_defaults(handler=c.interactions_list)
     p.add_argument("--contact")
-    p.add_argument("--limit", type=_positive, default=50)
+    p.add_argument("--limit", type=whole("limit", 1, 10_000), default=50)
     p = inter.add_parser("to-opportunity", help="make an opportunity of a logged message")
     p.set_defaults(handler=c.to_opportunity)
-    p.add_argument("entry", type=_positive)
+    p.add_argument("entry", type=whole("entry", 1))
 
     contacts = sub.add_parser("contacts", help="contacts").add_subparsers(
         dest="contacts_command", required=True, parser_class=parser_class

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.sales.job  # noqa: F401  (registers dataverse-sync)
+from admin.arguments import whole
 from admin.tables import render_table
 from domain.clock import utcnow
 from domain.sales.defaults import CATEGORY, DEFAULTS
@@ -180,4 +181,4 @@ def add_sales_commands(
     ):
         p = sales.add_parser(name, help=help_text)
         p.set_defaults(handler=func)
-        p.add_argument("--limit", type=int, default=30)
+        p.add_argument("--limit", type=whole("limit", 1, 10_000), default=30)

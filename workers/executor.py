@@ -36,6 +36,7 @@ from tenacity import (
 )
 
 from domain.clock import utcnow
+from domain.db import single_statement
 from domain.queue.notify import call_local_listeners
 from domain.queue.runs import (
     ClaimedRun,
@@ -43,7 +44,8 @@ from domain.queue.runs import (
     RunResult,
     claim_run,
     fail_entry,
-    finish_run,
+    finish_fast,
+    finish_locked,
     hand_back,
     renew_leases,
 )
@@ -103,7 +105,7 @@ class RunExecutor:
     def execute(self, entry_id: int, run_seq: int) -> RunResult | None:
         """Run the dispatched run once; a duplicate or stale message runs nothing."""
         try:
-            with self.engine.begin() as conn:
+            with single_statement(self.engine) as conn:
                 claimed = claim_run(
                     conn, entry_id, run_seq, self.worker_id, self.settings.lease_seconds, utcnow()
                 )
@@ -179,17 +181,29 @@ class RunExecutor:
         )
         try:
             for attempt in retrying:
-                with attempt, self.engine.begin() as conn:
-                    if handed_back:
-                        hand_back(conn, claimed, result, utcnow(), self.settings.tz)
-                        finished = None
-                    else:
-                        finished = finish_run(conn, claimed, result, utcnow(), self.settings.tz)
+                with attempt:
+                    finished = self._finish(claimed, result, handed_back)
             self.database.succeeded()
             return finished
         except Exception as exc:
             self._quarantine(claimed, result, exc)
             return None
+
+    def _finish(
+        self, claimed: ClaimedRun, result: RunResult, handed_back: bool
+    ) -> FinishedRun | None:
+        """One round trip on PostgreSQL when nobody changed the entry while it ran."""
+        tz = self.settings.tz
+        if handed_back:
+            with self.engine.begin() as conn:
+                hand_back(conn, claimed, result, utcnow(), tz)
+            return None
+        with single_statement(self.engine) as conn:
+            finished, log_written = finish_fast(conn, claimed, result, utcnow(), tz)
+        if finished is None:
+            with self.engine.begin() as conn:
+                finished = finish_locked(conn, claimed, result, utcnow(), tz, log_written)
+        return finished
 
     def _finish_retried(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

@@ -299,19 +299,29 @@ def _wakes(entry: Any, decision: Decision, now: datetime) -> bool:
 def finish_run(
     conn: Connection, claimed: ClaimedRun, result: RunResult, now: datetime, tz: tzinfo
 ) -> FinishedRun:
-    """Complete the log row and move the entry on by its retry / recurrence / inactivity rules.
+    """Complete the log row and move the entry on by its retry / recurrence / inactivity rules
+    (in one transaction).
 
-    Fast path: the decision is made from the entry as claimed, and applied only if
-    no admin changed the entry since (its revision) and the run is still its
-    current one. Otherwise the entry is locked and re-read, so schedule edits made
-    while the job ran apply to the next run; if an admin put it on hold or the run
-    was recovered as lost meanwhile, the entry is left as it is.
+    Fast path (`finish_fast`): the decision is made from the entry as claimed, and
+    applied only if no admin changed the entry since (its revision) and the run is
+    still its current one. Otherwise (`finish_locked`) the entry is locked and
+    re-read, so schedule edits made while the job ran apply to the next run; if an
+    admin put it on hold or the run was recovered as lost meanwhile, the entry is
+    left as it is.
     """
+    finished, log_written = finish_fast(conn, claimed, result, now, tz)
+    return finished or finish_locked(conn, claimed, result, now, tz, log_written)
+
+
+def finish_fast(
+    conn: Connection, claimed: ClaimedRun, result: RunResult, now: datetime, tz: tzinfo
+) -> tuple[FinishedRun | None, bool]:
+    """The fast path: (the finished run, or None when the entry changed since the claim;
+    whether the log row was completed). On PostgreSQL it is one statement, so it may run
+    in autocommit: one round trip to end a run."""
     snapshot = claimed.entry
     decision, result = _decide(snapshot, result, now, tz)
-    run = {"b_entry": snapshot.id, "b_seq": snapshot.run_seq, "b_now": now}
-    params = run | _entry_values(decision, result, now) | _log_values(result)
-    params |= {"b_revision": snapshot.revision, "b_log": claimed.log_id}
+    params = _finish_params(claimed, result, now) | _entry_values(decision, result, now)
     if _postgres(conn):
         row = conn.execute(_finish_pg(), params).one_or_none()
         log_written, entry_moved = row is not None, bool(row and row[0])
@@ -319,15 +329,55 @@ def finish_run(
         entry_moved = bool(conn.execute(_MOVE, params).rowcount)
         log_written = bool(conn.execute(_COMPLETE, params).rowcount)
     if not entry_moved:
-        entry = conn.execute(_LOCK_CURRENT, run).one_or_none()
-        if entry is None:
-            return FinishedRun(None, log_written, False, result)
-        decision, result = _decide(entry, result, now, tz)
-        conn.execute(_MOVE_LOCKED, run | _entry_values(decision, result, now))
-        if not log_written:  # the log row is completed with the reason of the re-decision
-            log_written = bool(conn.execute(_COMPLETE, params | _log_values(result)).rowcount)
-        snapshot = entry
-    wake = _wakes(snapshot, decision, now)
+        return None, log_written
+    return _finished(conn, snapshot, decision, log_written, result, now), log_written
+
+
+def finish_locked(
+    conn: Connection,
+    claimed: ClaimedRun,
+    result: RunResult,
+    now: datetime,
+    tz: tzinfo,
+    log_written: bool,
+) -> FinishedRun:
+    """The slow path, in a transaction: lock the entry, decide from it as it is now."""
+    snapshot = claimed.entry
+    run = {"b_entry": snapshot.id, "b_seq": snapshot.run_seq, "b_now": now}
+    entry = conn.execute(_LOCK_CURRENT, run).one_or_none()
+    if entry is None:
+        _, result = _decide(snapshot, result, now, tz)
+        if not log_written:
+            conn.execute(_COMPLETE, _finish_params(claimed, result, now))
+        return FinishedRun(None, log_written, False, result)
+    decision, result = _decide(entry, result, now, tz)
+    conn.execute(_MOVE_LOCKED, run | _entry_values(decision, result, now))
+    if not log_written:
+        log_written = bool(conn.execute(_COMPLETE, _finish_params(claimed, result, now)).rowcount)
+    return _finished(conn, entry, decision, log_written, result, now)
+
+
+def _finish_params(claimed: ClaimedRun, result: RunResult, now: datetime) -> dict[str, Any]:
+    entry = claimed.entry
+    return {
+        "b_entry": entry.id,
+        "b_seq": entry.run_seq,
+        "b_now": now,
+        "b_revision": entry.revision,
+        **_log_values(result),
+        "b_log": claimed.log_id,
+    }
+
+
+def _finished(
+    conn: Connection,
+    entry: Any,
+    decision: Decision,
+    log_written: bool,
+    result: RunResult,
+    now: datetime,
+) -> FinishedRun:
+    wake = _wakes(entry, decision, now)
     if wake:
         notify_in_transaction(conn)
     return FinishedRun(decision, log_written, wake, result)
