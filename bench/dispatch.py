@@ -210,6 +210,15 @@ def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
     if len(spans) < due:
         raise SystemExit(f"only {len(spans)} of {due} runs finished; see {workdir}")
     latencies = sorted((s.started_at - due_at).total_seconds() for s in spans)
+    if os.environ.get("BENCH_TIMELINE"):  # runs started and ended per half second
+        for half in range(int(max(latencies) * 2) + 2):
+            began = sum(1 for x in latencies if half / 2 <= x < (half + 1) / 2)
+            ended = sum(
+                1
+                for x in spans
+                if half / 2 <= (x.ended_at - due_at).total_seconds() < (half + 1) / 2
+            )
+            print(f"{half / 2:5.1f}s started {began:4d} ended {ended:4d}")
     last_end = max(s.ended_at for s in spans)
     return {
         "runs_per_s": due / (last_end - due_at).total_seconds(),

@@ -99,6 +99,7 @@ def configure_logging(level: str = "INFO", process: str | None = None) -> None:
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # a line below the level costs nothing more
             *_SHARED,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
