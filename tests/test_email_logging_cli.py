@@ -107,7 +107,7 @@ def test_change_user_restarts_the_entry(cli: Any, sessions: Any, mail: MailSandb
     [
         (["--mailbox", "not-an-address"], "shared mailbox address"),
         (["--experience", "ews"], "EWS URL must be an https address"),
-        (["--batch-size", "5000"], "batch size must be between 1 and 1000"),
+        (["--batch-size", "5000"], "batch size: 5000 is over the maximum of 1000"),
         (["--secret-env", "UNSET_VARIABLE"], "UNSET_VARIABLE is empty or not set"),
     ],
 )

@@ -29,6 +29,7 @@ from domain.queue.limits import (
 from domain.queue.models import JobQueueCategory, JobQueueEntry, JobQueueLogEntry
 from domain.queue.notify import request_dispatch
 from domain.queue.recurrence import is_expired
+from domain.queue.runs import is_dispatched_not_started
 from domain.queue.status import EntryStatus
 from domain.queue.transitions import WEEKDAY_COLUMNS, plan_of, recurrence_of, wake
 
@@ -147,7 +148,7 @@ def _reschedule(entry: JobQueueEntry, now: datetime, tz: tzinfo, explicit_start:
 
 def _reissue_if_dispatched(entry: JobQueueEntry) -> None:
     """A dispatched run that has not started yet is withdrawn: its message becomes stale."""
-    if entry.status == EntryStatus.IN_PROCESS and entry.started_at is None:
+    if is_dispatched_not_started(entry):
         entry.run_seq += 1
         entry.status = EntryStatus.READY
         entry.dispatched_at = None
@@ -231,7 +232,7 @@ def set_on_hold(session: Session, code: str) -> JobQueueEntry:
     """On Hold at once; a running job finishes, but its entry stays on hold."""
     entry = get_entry(session, code, lock=True)
     entry.revision += 1
-    if entry.status == EntryStatus.IN_PROCESS and entry.started_at is None:
+    if is_dispatched_not_started(entry):
         entry.run_seq += 1  # the queued message becomes stale
     entry.status = EntryStatus.ON_HOLD
     entry.dispatched_at = None

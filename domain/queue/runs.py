@@ -48,6 +48,11 @@ def dispatched_not_started() -> tuple[ColumnElement[bool], ...]:
     return (E.c.status == EntryStatus.IN_PROCESS, E.c.started_at.is_(None))
 
 
+def is_dispatched_not_started(entry: Any) -> bool:
+    """The same, for an entry in hand (an ORM object or a row)."""
+    return bool(entry.status == EntryStatus.IN_PROCESS and entry.started_at is None)
+
+
 def started_run() -> tuple[ColumnElement[bool], ...]:
     """A run a worker has started and holds a lease on."""
     return (E.c.status == EntryStatus.IN_PROCESS, E.c.started_at.is_not(None))
