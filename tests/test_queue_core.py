@@ -452,3 +452,49 @@ def json_lines(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
 
     yield read
     configure_logging("WARNING", process="tests")
+
+
+@pytest.mark.postgres
+def test_a_prepared_statement_made_stale_by_a_migration_is_retried_on_a_fresh_connection() -> None:
+    """Server-side prepared claim and finish: a schema change under a live connection is a
+    transient error (connection invalidated), and the next connection prepares anew."""
+    import uuid
+
+    import psycopg2
+    from sqlalchemy.exc import DBAPIError
+
+    from domain.db import make_engine, single_statement
+    from domain.migrations import upgrade
+    from runtime.db_errors import is_transient
+    from tests.conftest import PG_ADMIN_DSN, PG_URL
+
+    name = f"jq_stale_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(PG_ADMIN_DSN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(PG_URL.format(db=name), pool_size=1, max_overflow=0)
+    try:
+        upgrade(engine)
+        settings = Settings(database_url=str(engine.url))
+        app = create_app(settings, broker=StubBroker(middleware=[]), engine=engine)
+        for code in ("A", "B"):
+            add(app.session_factory, settings, code, "noop")
+        Dispatcher(engine, app.broker, settings).tick(utcnow())
+        (a_id, a_seq), (b_id, b_seq) = sorted(queued(app.broker, settings))  # type: ignore[arg-type]
+        with single_statement(engine) as conn:
+            assert claim_run(conn, a_id, a_seq, "w", 30, utcnow()) is not None
+        with engine.begin() as conn:  # a migration changes a returned column under it
+            conn.exec_driver_sql(
+                "ALTER TABLE job_queue_entries ALTER COLUMN description TYPE varchar(300)"
+            )
+        with pytest.raises(DBAPIError) as raised, single_statement(engine) as conn:
+            claim_run(conn, b_id, b_seq, "w", 30, utcnow())
+        assert is_transient(raised.value)
+        with single_statement(engine) as conn:  # the retry: a fresh connection
+            assert claim_run(conn, b_id, b_seq, "w", 30, utcnow()) is not None
+    finally:
+        engine.dispose()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
     bindparam,
     func,
     insert,
@@ -33,6 +32,7 @@ from sqlalchemy import (
 
 from domain.queue.models import ENTRIES, LOG_ENTRIES
 from domain.queue.notify import notify_in_transaction
+from domain.queue.prepared import PreparedStatement
 from domain.queue.status import EntryStatus, LogStatus
 from domain.queue.transitions import Decision, after_failure, after_success, plan_of
 
@@ -60,7 +60,7 @@ def started_run() -> tuple[ColumnElement[bool], ...]:
 
 @dataclass(frozen=True)
 class ClaimedRun:
-    entry: Row[Any]  # the entry as it was when the run started
+    entry: Any  # the entry as it was when the run started (a row with its columns)
     log_id: int
 
     @property
@@ -145,6 +145,9 @@ def _claim_pg() -> Any:
     return select(claimed, logged.c.id.label("log_id")).select_from(one_row)
 
 
+_CLAIM_PREPARED = PreparedStatement("jobqueue_claim_run", _claim_pg)
+
+
 def claim_run(
     conn: Connection, entry_id: int, run_seq: int, worker_id: str, lease: float, now: datetime
 ) -> ClaimedRun | None:
@@ -158,8 +161,8 @@ def claim_run(
     }
     if _postgres(conn):
         params |= {"b_log_status": LogStatus.IN_PROCESS, "b_no_counters": {}}
-        row = conn.execute(_claim_pg(), params).one_or_none()
-        return None if row is None else ClaimedRun(entry=row, log_id=row.log_id)
+        rows = _CLAIM_PREPARED.execute(conn, params)
+        return ClaimedRun(entry=rows[0], log_id=rows[0].log_id) if rows else None
     row = conn.execute(_CLAIM, params).one_or_none()
     if row is None:
         return None
@@ -301,6 +304,9 @@ def _wakes(entry: Any, decision: Decision, now: datetime) -> bool:
     return decision.status == EntryStatus.READY and decision.earliest_start <= now
 
 
+_FINISH_PREPARED = PreparedStatement("jobqueue_finish_run", _finish_pg)
+
+
 def finish_run(
     conn: Connection, claimed: ClaimedRun, result: RunResult, now: datetime, tz: tzinfo
 ) -> FinishedRun:
@@ -328,8 +334,8 @@ def finish_fast(
     decision, result = _decide(snapshot, result, now, tz)
     params = _finish_params(claimed, result, now) | _entry_values(decision, result, now)
     if _postgres(conn):
-        row = conn.execute(_finish_pg(), params).one_or_none()
-        log_written, entry_moved = row is not None, bool(row and row[0])
+        rows = _FINISH_PREPARED.execute(conn, params)
+        log_written, entry_moved = bool(rows), bool(rows and rows[0][0])
     else:
         entry_moved = bool(conn.execute(_MOVE, params).rowcount)
         log_written = bool(conn.execute(_COMPLETE, params).rowcount)
