@@ -124,13 +124,30 @@ def bare_dramatiq(runs: int, workdir: Path) -> float:
             client.delete(key)
 
 
-def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
-    name = f"jobqueue_bench_{uuid.uuid4().hex[:6]}"
+def _create_database(purpose: str) -> tuple[Any, str, str]:
+    """A scratch database on the shared server: (admin connection, name, URL)."""
+    name = f"jobqueue_{purpose}_{uuid.uuid4().hex[:6]}"
     admin = psycopg2.connect(PG_ADMIN)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    return admin, name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop_database(admin: Any, name: str) -> None:
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def _clear_queue(queue: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"*{queue}*"):
+        client.delete(key)
+
+
+def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
+    admin, name, url = _create_database("bench")
     queue = f"bench_{uuid.uuid4().hex[:6]}"
     engine = make_engine(url)
     upgrade(engine)
@@ -201,12 +218,8 @@ def whole_system(entries: int, due: int, workdir: Path) -> dict[str, float]:
         _stop(scheduler)
         _stop(workers)
         engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(f"*{queue}*"):
-            client.delete(key)
+        _drop_database(admin, name)
+        _clear_queue(queue)
     if len(spans) < due:
         raise SystemExit(f"only {len(spans)} of {due} runs finished; see {workdir}")
     latencies = sorted((s.started_at - due_at).total_seconds() for s in spans)
@@ -272,12 +285,8 @@ def _seed(engine: Any, entries: int, start: int = 0) -> None:
 
 def idle_ticks(sizes: list[int], ticks: int = 60) -> dict[int, float]:
     """Median milliseconds of one tick with nothing due, per number of entries."""
-    name = f"jobqueue_idle_{uuid.uuid4().hex[:6]}"
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
+    admin, name, url = _create_database("idle")
+    engine = make_engine(url)
     results: dict[int, float] = {}
     try:
         upgrade(engine)
@@ -300,9 +309,7 @@ def idle_ticks(sizes: list[int], ticks: int = 60) -> dict[int, float]:
             results[size] = statistics.median(times)
     finally:
         engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        _drop_database(admin, name)
     return results
 
 
@@ -310,12 +317,7 @@ def head_of_line(workdir: Path, prefetch: int | None) -> float:
     """Seconds from due to start of a short run due with three 6-second runs (sent before
     it) on a 2 x 2 pool: four threads for four runs, unless a worker buffers more
     messages than it has threads."""
-    name = f"jobqueue_hol_{uuid.uuid4().hex[:6]}"
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    admin, name, url = _create_database("hol")
     queue = f"bench_hol_{uuid.uuid4().hex[:6]}"
     engine = make_engine(url)
     upgrade(engine)
@@ -382,12 +384,8 @@ def head_of_line(workdir: Path, prefetch: int | None) -> float:
         _stop(scheduler)
         _stop(workers)
         engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(f"*{queue}*"):
-            client.delete(key)
+        _drop_database(admin, name)
+        _clear_queue(queue)
 
 
 def _burn(stop: Any) -> None:

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from dramatiq.common import compute_backoff
+from sqlalchemy.exc import DBAPIError
 
+from runtime.db_errors import describe
 from runtime.logs import get_logger
 
 
@@ -83,10 +85,6 @@ class Outage:
 def _one_line(error: BaseException | str) -> str:
     if isinstance(error, str):
         return error
-    from sqlalchemy.exc import DBAPIError
-
-    from runtime.db_errors import describe
-
     if isinstance(error, DBAPIError):
         return describe(error)
     lines = str(error).strip().splitlines()
