@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,22 +51,69 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_AUTOCOMMIT_LOCK = threading.Lock()
+
+
+def autocommit(engine: Engine) -> Engine:
+    """PostgreSQL: a twin of `engine` whose pooled connections stay in autocommit.
+
+    Switching a pooled psycopg2 connection to autocommit and back (what
+    `execution_options(isolation_level=...)` does on every checkout) costs a round
+    trip each way, two more than the statement itself; connections that never switch
+    cost none. The twin has the same URL and pool settings, is disposed with `engine`,
+    and a lost server that either of them notices renews both pools.
+    """
+    with _AUTOCOMMIT_LOCK:
+        twin = _AUTOCOMMIT.get(engine)
+        if twin is None:
+            pool: Any = engine.pool
+            twin = create_engine(
+                engine.url,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,  # autocommit: no transaction to roll back
+                pool_size=pool.size(),
+                max_overflow=getattr(pool, "_max_overflow", 10),
+                pool_pre_ping=getattr(pool, "_pre_ping", False),
+            )
+            _renew_on_disconnect(engine, twin)
+            _AUTOCOMMIT[engine] = twin
+        return twin
+
+
+def _renew_on_disconnect(engine: Engine, twin: Engine) -> None:
+    def dispose_twin(*_args: Any) -> None:
+        twin.dispose()
+
+    def on_error(context: Any) -> None:
+        if context.is_disconnect:
+            twin.dispose()
+
+    def on_twin_error(context: Any) -> None:
+        if context.is_disconnect:
+            engine.pool.dispose()
+
+    event.listen(engine, "engine_disposed", dispose_twin)
+    event.listen(engine, "handle_error", on_error)
+    event.listen(twin, "handle_error", on_twin_error)
+
+
 def reading(engine: Engine) -> Engine:
-    """The same engine (and pool) for work that only reads: on SQLite a deferred
-    transaction (it never waits for a writer), on PostgreSQL autocommit (no BEGIN and
-    ROLLBACK round trips around a lone SELECT)."""
+    """The engine for work that only reads: on SQLite a deferred transaction (it never
+    waits for a writer), on PostgreSQL autocommit (no BEGIN and ROLLBACK round trips
+    around a lone SELECT)."""
     if engine.dialect.name == "sqlite":
         return engine.execution_options(**{READ_ONLY: True})
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return autocommit(engine)
 
 
 @contextmanager
 def single_statement(engine: Engine) -> Iterator[Connection]:
     """A connection for work that is one statement on PostgreSQL: in autocommit it costs
-    one round trip instead of two (the statement with BEGIN, then COMMIT). On SQLite,
-    where the same work takes more statements, a transaction as usual."""
+    one round trip instead of three (BEGIN, the statement, COMMIT). On SQLite, where the
+    same work takes more statements, a transaction as usual."""
     if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with autocommit(engine).connect() as conn:
             yield conn
     else:
         with engine.begin() as conn:
