@@ -57,7 +57,7 @@ def _sales(session: Session, services: SandboxServices, box: SecretBox, tz: tzin
         tenant=TENANT,
         client_id=CLIENT_ID,
         client_secret=Secret(CLIENT_SECRET),
-        authority_host=services.graph.base,
+        authority_host=services.identity.base,
     )
     setup_defaults(session, utcnow(), tz)
 
@@ -92,7 +92,7 @@ def _mail(
             CLIENT_ID,
             Secret(CLIENT_SECRET),
             graph_url=services.graph.graph_url,
-            authority_host=services.graph.base,
+            authority_host=services.identity.base,
         ),
         secrets=box,
     )
@@ -126,7 +126,7 @@ def _email_logging(session: Session, services: SandboxServices, box: SecretBox, 
             tenant=TENANT,
             client_id=CLIENT_ID,
             batch_size=5,
-            authority_host=services.graph.base,
+            authority_host=services.identity.base,
             graph_url=services.graph.graph_url,
         ),
     )

@@ -31,11 +31,11 @@ from jobs.email_logging.setup import (
     SetupValues,
     ensure_entry,
     load_setup,
+    mailbox_tokens,
     open_mailbox,
     save_setup,
-    tokens_for,
 )
-from jobs.identity import PUBLIC_AUTHORITY_HOST, SignInError
+from jobs.microsoft.identity import PUBLIC_AUTHORITY_HOST, SignInError
 from jobs.sales.local import save
 from runtime.secrets import Secret, SecretBox
 from runtime.settings import Settings
@@ -141,7 +141,7 @@ class EmailLoggingCommands:
         if row.experience is Experience.EWS and row.ews_authentication is EwsAuthentication.BASIC:
             raise EmailLoggingSetupError("basic authentication has no token to renew")
         try:
-            tokens_for(row, SecretBox.from_env(), self.settings.verify).token(refresh=True)
+            mailbox_tokens(row, SecretBox.from_env(), self.settings.verify).token(refresh=True)
         except SignInError as exc:
             raise EmailLoggingSetupError(str(exc)) from None
         print(f"a new token was issued for {row.account}")

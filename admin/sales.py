@@ -23,7 +23,7 @@ from domain.sales.integration import (
     SyncError,
     SyncRun,
 )
-from jobs.identity import PUBLIC_AUTHORITY_HOST
+from jobs.microsoft.identity import PUBLIC_AUTHORITY_HOST
 from jobs.sales.conflicts import resolve
 from jobs.sales.connection import DataverseSetupError, save_connection
 from jobs.sales.setup import setup_defaults

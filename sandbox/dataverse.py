@@ -6,8 +6,8 @@ paging by `Prefer: odata.maxpagesize` and `@odata.nextLink`; upsert with
 `If-None-Match: *`, optimistic concurrency with `If-Match`; `$batch` with atomic
 change sets; `WhoAmI`; error JSON `{"error": {"code", "message"}}`.
 
-Tokens are checked against the identity emulator (`GraphEmulator` serves the
-identity platform) for the audience of this environment's URL. Switches inject
+Tokens are checked against the identity platform emulator (`sandbox.identity`) for
+the audience of this environment's URL. Switches inject
 429 with Retry-After, 5xx (before or after the request took effect), malformed
 answers and expired tokens. `edit` changes a row as a person in Dataverse would.
 """
@@ -19,13 +19,14 @@ import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from email.parser import BytesParser
+from email.policy import HTTP
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from jobs.dataverse.batch import parse_http_message
-from sandbox.graph import GraphEmulator
 from sandbox.https import Fault, HttpsEmulator, Request, Response
+from sandbox.identity import IdentityEmulator
 
 API = "/api/data/v9.2/"
 KEYS = {
@@ -50,6 +51,9 @@ REQUIRED = {
     "accounts": ["name"],
 }
 UNIQUE = {"products": "productnumber", "uomschedules": "name", "pricelevels": "name"}
+# Attributes the table reference marks "valid for create: no": ignored on create. The
+# product's default price list (pricelevelid) is set by an update.
+NOT_FOR_CREATE = {"products": {"pricelevelid@odata.bind"}}
 # Navigation properties whose lookup column has another name.
 NAVIGATION = {"customerid_account": "customerid", "parentcustomerid_account": "parentcustomerid"}
 GUID = r"[0-9a-fA-F-]{36}"
@@ -124,7 +128,7 @@ def _matches(row: dict[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
 
 
 class DataverseEmulator(HttpsEmulator):
-    def __init__(self, folder: Path, identity: GraphEmulator, client_id: str) -> None:
+    def __init__(self, folder: Path, identity: IdentityEmulator, client_id: str) -> None:
         super().__init__(folder, "dataverse")
         self.identity = identity
         self.url = self.base
@@ -307,7 +311,8 @@ class DataverseEmulator(HttpsEmulator):
         row: dict[str, Any] = {KEYS[entity_set]: row_id}
         if "_ownerid_value" not in row and "ownerid@odata.bind" not in body:
             row["_ownerid_value"] = user
-        self._apply(entity_set, row, body)
+        ignored = NOT_FOR_CREATE.get(entity_set, set())
+        self._apply(entity_set, row, {k: v for k, v in body.items() if k not in ignored})
         self._check(entity_set, row, row_id)
         if entity_set == "invoicedetails" and row.get("priceperunit") is not None:
             row["extendedamount"] = float(
@@ -395,8 +400,8 @@ class DataverseEmulator(HttpsEmulator):
                 raise self._missing(entity_set, row_id)
             row = self._create(entity_set, row_id, request.json(), user)
             return self._written(entity_set, row, request, 201)
-        if if_none_match == "*":
-            raise ODataError(412, "0x80040237", "A record with matching key values already exists.")
+        if if_none_match == "*":  # "Prevent update in upsert": this answer, empty code and all
+            raise ODataError(412, "", "A record with matching key values already exists.")
         if if_match and if_match != "*" and if_match != existing["@odata.etag"]:
             raise ODataError(
                 412,
@@ -461,9 +466,6 @@ class DataverseEmulator(HttpsEmulator):
         return 200, headers, body
 
     def _batch(self, request: Request, user: str) -> Response:
-        from email.parser import BytesParser
-        from email.policy import HTTP
-
         content_type = str(request.headers.get("Content-Type", ""))
         message = BytesParser(policy=HTTP).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
@@ -471,18 +473,26 @@ class DataverseEmulator(HttpsEmulator):
         if not message.is_multipart():
             raise ODataError(400, "0x80060891", "The batch request must be multipart/mixed.")
         boundary = f"batchresponse_{uuid.uuid4()}"
+        go_on = "odata.continue-on-error" in str(request.headers.get("Prefer", ""))
         out: list[str] = []
+        failed = False
         for part in message.iter_parts():
             if part.get_content_type() == "multipart/mixed":
-                out.append(self._changeset(list(part.iter_parts()), user, boundary))
+                text, ok = self._changeset(list(part.iter_parts()), user)
             else:
-                out.append(self._part(self._sub_request(part, user)))
+                answer = self._sub_request(part, user)
+                text, ok = self._part(answer), answer[0][0] < 400
+            out.append(text)
+            if not ok:
+                failed = True
+                if not go_on:  # "Handling errors": the batch stops at the first error
+                    break
         body = "".join(f"--{boundary}\r\n{p}\r\n" for p in out) + f"--{boundary}--\r\n"
-        return 200, {"Content-Type": f"multipart/mixed; boundary={boundary}"}, body.encode()
+        status = 400 if failed and not go_on else 200
+        return status, {"Content-Type": f"multipart/mixed; boundary={boundary}"}, body.encode()
 
     def _sub_request(self, part: Any, user: str) -> tuple[Response, str]:
-        raw = part.get_payload(decode=True)
-        start, headers, body = parse_http_message(raw)
+        start, headers, body = _http_request(part.get_payload(decode=True))
         method, url, _ = start.split(" ", 2)
         path = url.replace(self.url, "")
         path, _, query_text = path.partition("?")
@@ -501,17 +511,19 @@ class DataverseEmulator(HttpsEmulator):
         except ODataError as exc:
             return exc.response(), content_id
 
-    def _changeset(self, parts: list[Any], user: str, _boundary: str) -> str:
+    def _changeset(self, parts: list[Any], user: str) -> tuple[str, bool]:
+        """A change set's answer, and whether it took effect (all of it or nothing)."""
         # Writes replace row dicts rather than change them, so a shallow copy is a snapshot.
         snapshot = {name: dict(rows) for name, rows in self.tables.items()}, self.version
         answers = [self._sub_request(p, user) for p in parts]
         failed = next((a for a in answers if a[0][0] >= 400), None)
         if failed is not None:
             self.tables, self.version = snapshot
-            return self._part(failed)
+            return self._part(failed), False
         boundary = f"changesetresponse_{uuid.uuid4()}"
         inner = "".join(f"--{boundary}\r\n{self._part(a)}\r\n" for a in answers)
-        return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{inner}--{boundary}--"
+        text = f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{inner}--{boundary}--"
+        return text, True
 
     @staticmethod
     def _part(answer: tuple[Response, str]) -> str:
@@ -534,3 +546,16 @@ class DataverseEmulator(HttpsEmulator):
             lines.append("Content-Type: application/json; odata.metadata=minimal")
         lines += ["", data]
         return "\r\n".join(lines)
+
+
+def _http_request(raw: Any) -> tuple[str, dict[str, str], bytes]:
+    """The request line, headers (lower-case names) and body of one application/http
+    part, read with the standard library's HTTP header parser."""
+    if not isinstance(raw, bytes):
+        raise ODataError(400, "0x80060891", "A batch part has no request.")
+    start, _, rest = raw.lstrip().partition(b"\n")
+    message = BytesParser(policy=HTTP).parsebytes(rest)
+    headers = {k.lower(): str(v) for k, v in message.items()}
+    body = message.get_payload(decode=True)
+    data = body.strip() if isinstance(body, bytes) else b""
+    return start.decode("utf-8", "replace").strip(), headers, data

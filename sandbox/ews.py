@@ -192,6 +192,17 @@ class EwsEmulator(HttpsEmulator):
             envelope = etree.fromstring(request.body)
         except etree.XMLSyntaxError:
             return self._fault("ErrorSchemaValidation", "The request failed schema validation.")
+        if user == "app":
+            impersonated = self._impersonated(envelope, request)
+            if impersonated is None:
+                # "Authenticate an EWS application by using OAuth": an app-only token acts
+                # only through impersonation (the SOAP header and X-AnchorMailbox).
+                return self._fault(
+                    "ErrorInvalidExchangeImpersonationHeaderData",
+                    "ExchangeImpersonation SOAP header must be present for this type of "
+                    "OAuth token.",
+                )
+            user = impersonated
         body = envelope.find("s:Body", NS)
         operation = body[0] if body is not None and len(body) else None
         if operation is None:
@@ -209,6 +220,19 @@ class EwsEmulator(HttpsEmulator):
             if handler is None:
                 return self._fault("ErrorInvalidRequest", f"{name} is not supported here.")
             return self._envelope(handler(operation, user))
+
+    @staticmethod
+    def _impersonated(envelope: Any, request: Request) -> str | None:
+        """The mailbox an app-only request impersonates, if it says so both ways."""
+        address = envelope.findtext(
+            "s:Header/t:ExchangeImpersonation/t:ConnectingSID/t:PrimarySmtpAddress", None, NS
+        ) or envelope.findtext(
+            "s:Header/t:ExchangeImpersonation/t:ConnectingSID/t:SmtpAddress", None, NS
+        )
+        anchor = str(request.headers.get("X-AnchorMailbox", ""))
+        if not address or anchor.lower() != address.lower():
+            return None
+        return str(address).lower()
 
     def _authenticated(self, header: str) -> str | None:
         scheme, _, value = header.partition(" ")

@@ -1,13 +1,14 @@
-"""A local Microsoft identity platform + Microsoft Graph mail emulator over HTTPS.
+"""A local Microsoft Graph mail emulator over HTTPS (tokens come from the identity
+platform emulator, `sandbox.identity`, whose certificate it shares).
 
-It answers the documented requests with the documented shapes: the OpenID
-configuration and the client-credentials token endpoint (as MSAL uses them);
-`sendMail`; draft messages, attachments, `createUploadSession` with chunked PUTs
-(Content-Range, nextExpectedRanges) and `send`; mail folders (inbox, junkemail, archive
-and the other well-known names) with message lists (`$select`, `$top`, `$skip`,
-`$orderby`, `@odata.nextLink`), `move`, mutable or immutable ids (`Prefer:
-IdType="ImmutableId"`), and JSON `$batch` (at most 20 requests). Faults can be injected
-per path, inside batches too: 429 with Retry-After, 5xx, and expired tokens (401
+It answers the documented requests with the documented shapes: `sendMail`; draft
+messages, attachments, `createUploadSession` with chunked PUTs (pre-authorized:
+octet-stream, Content-Range, nextExpectedRanges) and `send`; mail folders (inbox,
+junkemail, archive and the other well-known names) with message lists (`$select`,
+`$top`, `$skip`, `$orderby`, `@odata.nextLink`), `move`, mutable or immutable ids
+(`Prefer: IdType="ImmutableId"`), and JSON `$batch` (at most 20 requests, `dependsOn`
+answered 424 when its dependency failed). Faults can be injected per path, inside
+batches too: 429 with Retry-After, 5xx, and expired tokens (401
 InvalidAuthenticationToken).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import secrets
 import uuid
@@ -27,10 +29,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 from sandbox.https import Fault, HttpsEmulator, Request, Response
+from sandbox.identity import EXCHANGE_RESOURCE, GRAPH_RESOURCE, IdentityEmulator
 
-GRAPH_RESOURCE = "https://graph.microsoft.com"
-EXCHANGE_RESOURCE = "https://outlook.office365.com"  # SMTP AUTH, EWS
-RESOURCES = {GRAPH_RESOURCE, EXCHANGE_RESOURCE}
+__all__ = ["EXCHANGE_RESOURCE", "GRAPH_RESOURCE", "GraphEmulator", "GraphMailbox"]
 
 
 WELL_KNOWN_FOLDERS = {
@@ -99,16 +100,13 @@ def _graph_error(status: int, code: str, message: str) -> Response:
 
 
 class GraphEmulator(HttpsEmulator):
-    def __init__(self, folder: Path, tenant: str, client_id: str, client_secret: str) -> None:
-        super().__init__(folder, "graph")
-        self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
+    def __init__(self, folder: Path, identity: IdentityEmulator) -> None:
+        super().__init__(folder, "graph", certificate=identity.certificate)
+        self.identity = identity  # tokens are its: Graph checks their audience
         self.mailboxes: dict[str, GraphMailbox] = {}
-        self.valid_tokens: dict[str, str] = {}  # access token -> the resource it is for
-        self.resources = set(RESOURCES)  # resources (audiences) it issues tokens for
-        self.tokens_issued = 0
         self.uploads: dict[str, _Upload] = {}
         self.graph_url = f"{self.base}/v1.0"
-        self.authority = f"{self.base}/{tenant}"
+        self._throttle: tuple[float, int, random.Random] | None = None
 
     def __enter__(self) -> GraphEmulator:
         super().__enter__()
@@ -172,52 +170,63 @@ class GraphEmulator(HttpsEmulator):
         )
 
     def inject(
-        self, path: str, status: int, *, retry_after: int | None = None, times: int = 1
+        self,
+        path: str,
+        status: int,
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+        after: bool = False,
     ) -> None:
+        """Answer requests to `path` with `status` (`after`: process them, then answer)."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        code = {429: "TooManyRequests", 503: "ServiceUnavailable"}.get(
-            status, "InternalServerError"
-        )
+        code = {
+            429: "TooManyRequests",
+            502: "BadGateway",
+            503: "ServiceUnavailable",
+            504: "GatewayTimeout",
+        }.get(status, "InternalServerError")
         body = {"error": {"code": code, "message": f"injected {status}"}}
-        self.add_fault(Fault(re.compile(path), status, headers, body, times))
+        self.add_fault(Fault(re.compile(path), status, headers, body, times, after=after))
 
-    def token_valid(self, token: str, resource: str) -> bool:
-        """Is this an unexpired access token issued for `resource` (its audience)?"""
+    def throttle(self, share: float, *, retry_after: int = 1, seed: int = 7) -> None:
+        """Throttle this share of Graph requests at random (batched ones each on its own),
+        429 with Retry-After, as a busy tenant would."""
+        self._throttle = (share, retry_after, random.Random(seed)) if share > 0 else None
+
+    def _throttled(self) -> Response | None:
         with self.lock:
-            return self.valid_tokens.get(token) == resource
+            if self._throttle is None or self._throttle[2].random() >= self._throttle[0]:
+                return None
+            wait = self._throttle[1]
+        return (
+            429,
+            {"Retry-After": str(wait)},
+            {"error": {"code": "TooManyRequests", "message": "Please retry again later."}},
+        )
+
+    @property
+    def tokens_issued(self) -> int:
+        return self.identity.tokens_issued
 
     def expire_tokens(self) -> None:
-        with self.lock:
-            self.valid_tokens.clear()
+        self.identity.expire_tokens()
 
     # -- routing ---------------------------------------------------------------------------
     def route(self, request: Request) -> Response:
         method, path, headers, body = request.method, request.path, request.headers, request.body
-        tenant = re.escape(self.tenant)
-        if method == "GET" and re.fullmatch(
-            rf"/{tenant}/v2\.0/\.well-known/openid-configuration", path
-        ):
-            return (
-                200,
-                {},
-                {
-                    "issuer": f"{self.authority}/v2.0",
-                    "authorization_endpoint": f"{self.authority}/oauth2/v2.0/authorize",
-                    "token_endpoint": f"{self.authority}/oauth2/v2.0/token",
-                    "device_authorization_endpoint": f"{self.authority}/oauth2/v2.0/devicecode",
-                },
-            )
-        if method == "POST" and re.fullmatch(rf"/{tenant}/oauth2/v2\.0/token", path):
-            return self._token(parse_qs(body.decode()))
         if path.startswith("/upload/") and method == "PUT":
             return self._upload_chunk(path.rsplit("/", 1)[1], headers, body)
         if not path.startswith("/v1.0/"):
             return _graph_error(404, "NotFound", f"no route {path}")
         auth = headers.get("Authorization", "")
-        if not self.token_valid(auth.removeprefix("Bearer "), GRAPH_RESOURCE):
+        if not self.identity.token_valid(auth.removeprefix("Bearer "), GRAPH_RESOURCE):
             return _graph_error(
                 401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
             )
+        throttled = self._throttled()
+        if throttled is not None:
+            return throttled
         if method == "POST" and path == "/v1.0/$batch":
             return self._batch(request)
         match = re.fullmatch(r"/v1\.0/users/([^/]+)(/.*)", path)
@@ -237,14 +246,32 @@ class GraphEmulator(HttpsEmulator):
         return self._mail(method, box, rest, json.loads(body or b"{}"))
 
     def _batch(self, request: Request) -> Response:
-        """JSON batching: each request answered as if sent alone (faults included)."""
+        """JSON batching: each request answered as if sent alone (faults included, so a
+        throttled one answers 429 with its own Retry-After inside a 200 batch, as
+        "Throttling and batching" documents); a request whose `dependsOn` names one that
+        failed answers 424 Failed Dependency without running."""
         requests = request.json().get("requests")
         if not isinstance(requests, list) or not 0 < len(requests) <= 20:
             return _graph_error(
                 400, "BadRequest", "A batch request must hold between 1 and 20 requests."
             )
+        statuses: dict[str, int] = {}
         responses = []
         for sub in requests:
+            sub_id = str(sub.get("id"))
+            depends = [str(d) for d in sub.get("dependsOn") or []]
+            if any(statuses.get(d, 424) >= 400 for d in depends):
+                statuses[sub_id] = 424
+                responses.append(
+                    {
+                        "id": sub_id,
+                        "status": 424,
+                        "body": {
+                            "error": {"code": "FailedDependency", "message": "Failed dependency"}
+                        },
+                    }
+                )
+                continue
             url = urlparse(str(sub.get("url", "")))
             headers = Message()
             for key, value in (sub.get("headers") or {}).items():
@@ -258,8 +285,9 @@ class GraphEmulator(HttpsEmulator):
                 json.dumps(sub.get("body")).encode() if sub.get("body") is not None else b"",
             )
             status, answer_headers, payload = self._answer(inner)
+            statuses[sub_id] = status
             responses.append(
-                {"id": sub.get("id"), "status": status, "headers": answer_headers, "body": payload}
+                {"id": sub_id, "status": status, "headers": answer_headers, "body": payload}
             )
         return 200, {}, {"responses": responses}
 
@@ -323,56 +351,6 @@ class GraphEmulator(HttpsEmulator):
             box.folders[destination][1][new_id] = moved
         return 201, {}, moved
 
-    def _token(self, form: dict[str, list[str]]) -> Response:
-        def one(key: str) -> str:
-            return form.get(key, [""])[0]
-
-        if one("grant_type") != "client_credentials":
-            return (
-                400,
-                {},
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "AADSTS70003: unsupported grant type",
-                },
-            )
-        if one("client_id") != self.client_id or one("client_secret") != self.client_secret:
-            return (
-                401,
-                {},
-                {
-                    "error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided.",
-                },
-            )
-        scope = one("scope")
-        resource = scope.removesuffix("/.default")
-        if not scope.endswith("/.default") or resource not in self.resources:
-            return (
-                400,
-                {},
-                {
-                    "error": "invalid_scope",
-                    "error_description": f"AADSTS70011: The provided value for scope {scope} "
-                    "is not valid. Client credential flows must have a scope value with "
-                    "/.default suffixed to the resource identifier (application ID URI).",
-                },
-            )
-        token = secrets.token_urlsafe(24)
-        with self.lock:
-            self.valid_tokens[token] = resource
-            self.tokens_issued += 1
-        return (
-            200,
-            {},
-            {
-                "token_type": "Bearer",
-                "expires_in": 3599,
-                "ext_expires_in": 3599,
-                "access_token": token,
-            },
-        )
-
     def _mail(self, method: str, box: GraphMailbox, rest: str, body: dict[str, Any]) -> Response:
         if method == "POST" and rest == "/sendMail":
             message = body.get("message")
@@ -434,9 +412,28 @@ class GraphEmulator(HttpsEmulator):
         return _graph_error(405, "ErrorInvalidRequest", f"{method} {rest} is not supported")
 
     def _upload_chunk(self, session: str, headers: Any, body: bytes) -> Response:
+        """ "Upload large attachments": the upload URL is pre-authorized, so a PUT must
+        carry no Authorization header; its bytes come as application/octet-stream with
+        Content-Length and Content-Range."""
         upload = self.uploads.get(session)
         if upload is None:
             return _graph_error(404, "ItemNotFound", "The upload session was not found.")
+        if headers.get("Authorization"):
+            return _graph_error(
+                401,
+                "InvalidAuthenticationToken",
+                "An Authorization header must not be sent to a pre-authenticated upload URL.",
+            )
+        if (
+            str(headers.get("Content-Type", "")).split(";")[0].strip()
+            != ("application/octet-stream")
+            or headers.get("Content-Length") is None
+        ):
+            return _graph_error(
+                400,
+                "InvalidRequest",
+                "An upload PUT needs Content-Type: application/octet-stream and Content-Length.",
+            )
         found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", headers.get("Content-Range", ""))
         if not found:
             return _graph_error(400, "InvalidRange", "Content-Range is missing or malformed.")

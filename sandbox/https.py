@@ -49,8 +49,13 @@ class Fault:
 class HttpsEmulator(ABC):
     """Subclasses answer requests in `route`."""
 
-    def __init__(self, folder: Path, stem: str) -> None:
-        cert, key = self_signed_cert(folder, stem)
+    def __init__(
+        self, folder: Path, stem: str, certificate: tuple[Path, Path] | None = None
+    ) -> None:
+        """`certificate`: another emulator's (cert, key) to share, so one CA file trusts
+        both (the identity platform and Graph, say)."""
+        cert, key = certificate or self_signed_cert(folder, stem)
+        self.certificate = (cert, key)
         self.ca_file = str(cert)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)

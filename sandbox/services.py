@@ -1,6 +1,6 @@
 """Every outside service the system talks to, started on loopback: the Microsoft identity
-platform with Graph mail (one emulator), the Dataverse Web API and an SMTP server, with one
-CA file that trusts all three. Nothing outside the machine is contacted."""
+platform, Graph mail, the Dataverse Web API and an SMTP server, with one CA file that
+trusts them all. Nothing outside the machine is contacted."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sandbox.dataverse import DataverseEmulator
 from sandbox.graph import GraphEmulator
+from sandbox.identity import IdentityEmulator
 from sandbox.smtp_server import SmtpServer
 
 # The sandbox tenant's one app registration: Dataverse, Graph mail and the mailbox reader.
@@ -24,18 +25,20 @@ SALES_MAILBOX = "sales@cronus.com"  # a Microsoft 365 email account sends from i
 
 @dataclass
 class SandboxServices:
+    identity: IdentityEmulator
     graph: GraphEmulator
     dataverse: DataverseEmulator
     smtp: SmtpServer
-    ca_file: str  # the three certificates, for JOBQUEUE_CA_FILE
+    ca_file: str  # every emulator's certificate, for JOBQUEUE_CA_FILE
 
 
 @contextmanager
 def sandbox_services(folder: Path) -> Iterator[SandboxServices]:
     """Starts the emulators (their certificates go to `folder`) and stops them after."""
     with (
-        GraphEmulator(folder, TENANT, CLIENT_ID, CLIENT_SECRET) as graph,
-        DataverseEmulator(folder, graph, CLIENT_ID) as dataverse,
+        IdentityEmulator(folder, TENANT, CLIENT_ID, CLIENT_SECRET) as identity,
+        GraphEmulator(folder, identity) as graph,
+        DataverseEmulator(folder, identity, CLIENT_ID) as dataverse,
         SmtpServer(folder) as smtp,
     ):
         graph.add_mailbox(SHARED_MAILBOX)
@@ -46,4 +49,4 @@ def sandbox_services(folder: Path) -> Iterator[SandboxServices]:
                 Path(pem).read_text() for pem in (graph.ca_file, dataverse.ca_file, smtp.ca_file)
             )
         )
-        yield SandboxServices(graph, dataverse, smtp, str(bundle))
+        yield SandboxServices(identity, graph, dataverse, smtp, str(bundle))

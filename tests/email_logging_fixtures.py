@@ -15,11 +15,12 @@ from domain.interactions.models import Contact, EmailLoggingSetup, EwsAuthentica
 from jobs.email_logging.ews import EwsSharedMailbox
 from jobs.email_logging.graph import GraphSharedMailbox
 from jobs.email_logging.setup import SetupValues, save_setup
-from jobs.identity import EXCHANGE_SCOPE, ClientCredentialsTokens
+from jobs.microsoft.identity import EXCHANGE_SCOPE, ClientCredentialsTokens
 from jobs.sales.local import save
 from runtime.secrets import Secret, SecretBox
 from sandbox.ews import EwsEmulator
-from sandbox.graph import EXCHANGE_RESOURCE, GraphEmulator
+from sandbox.graph import GraphEmulator
+from sandbox.identity import EXCHANGE_RESOURCE, IdentityEmulator
 
 TENANT, CLIENT_ID, SECRET = "cronus.onmicrosoft.com", "7b7b7b7b-0000-4000-8000-000000000002", "el~s"
 MAILBOX = "emaillogging@cronus.example"
@@ -35,6 +36,7 @@ CONTACTS = {
 
 @dataclass
 class MailSandbox:
+    identity: IdentityEmulator
     graph: GraphEmulator
     ews: EwsEmulator
     box: SecretBox
@@ -51,7 +53,7 @@ class MailSandbox:
             TENANT,
             CLIENT_ID,
             Secret(SECRET),
-            authority_host=self.graph.base,
+            authority_host=self.identity.base,
             verify=self.bundle,
             **({"scope": scope} if scope else {}),
         )
@@ -81,17 +83,18 @@ class MailSandbox:
             queue_folder="Inbox",
             storage_folder="Logged/Archive",
             batch_size=3,
-            authority_host=self.graph.base,
+            authority_host=self.identity.base,
             graph_url=self.graph.graph_url,
         )
 
 
 def start(folder: Path) -> Iterator[MailSandbox]:
     with (
-        GraphEmulator(folder, TENANT, CLIENT_ID, SECRET) as graph,
+        IdentityEmulator(folder, TENANT, CLIENT_ID, SECRET) as identity,
+        GraphEmulator(folder, identity) as graph,
         EwsEmulator(
             folder,
-            token_valid=lambda token: graph.token_valid(token, EXCHANGE_RESOURCE),
+            token_valid=lambda token: identity.token_valid(token, EXCHANGE_RESOURCE),
             users={ACCOUNT: PASSWORD},
         ) as ews,
     ):
@@ -100,7 +103,7 @@ def start(folder: Path) -> Iterator[MailSandbox]:
         bundle = folder / "mail-ca.pem"
         bundle.write_text(Path(graph.ca_file).read_text() + Path(ews.ca_file).read_text())
         key = Fernet.generate_key()
-        yield MailSandbox(graph, ews, SecretBox(key), str(bundle), key.decode())
+        yield MailSandbox(identity, graph, ews, SecretBox(key), str(bundle), key.decode())
 
 
 def seed_directory(sessions: sessionmaker[Session], tz: Any) -> None:

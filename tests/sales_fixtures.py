@@ -20,7 +20,7 @@ from runtime.secrets import Secret, SecretBox
 from sandbox.company import post_invoice as invoice
 from sandbox.company import seed_company as seed
 from sandbox.dataverse import DataverseEmulator
-from sandbox.graph import GraphEmulator
+from sandbox.identity import IdentityEmulator
 
 TENANT, CLIENT_ID, SECRET = "cronus.onmicrosoft.com", "9a9a9a9a-0000-4000-8000-000000000001", "dv~s"
 ORDER = [m.name for m in DEFAULTS]
@@ -29,7 +29,7 @@ __all__ = ["ORDER", "Sandbox", "configure", "invoice", "seed", "start", "sync"]
 
 @dataclass
 class Sandbox:
-    identity: GraphEmulator
+    identity: IdentityEmulator
     dataverse: DataverseEmulator
     box: SecretBox
     bundle: str  # both emulators' certificates, for clients that trust one CA file
@@ -38,7 +38,7 @@ class Sandbox:
 
 def start(folder: Path) -> Iterator[Sandbox]:
     with (
-        GraphEmulator(folder, TENANT, CLIENT_ID, SECRET) as identity,
+        IdentityEmulator(folder, TENANT, CLIENT_ID, SECRET) as identity,
         DataverseEmulator(folder, identity, CLIENT_ID) as dataverse,
     ):
         bundle = folder / "sandbox-ca.pem"

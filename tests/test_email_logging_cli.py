@@ -51,7 +51,7 @@ def graph_setup(mail: MailSandbox, *extra: str) -> list[str]:
     return [
         "email-logging", "setup", "--mailbox", MAILBOX, "--account", ACCOUNT,
         "--secret-env", "EL_SECRET", "--tenant", TENANT, "--client-id", CLIENT_ID,
-        "--authority-host", mail.graph.base, "--graph-url", mail.graph.graph_url, *extra,
+        "--authority-host", mail.identity.base, "--graph-url", mail.graph.graph_url, *extra,
     ]  # fmt: skip
 
 

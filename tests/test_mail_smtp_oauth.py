@@ -21,7 +21,7 @@ from jobs.mail.compose import compose
 from jobs.mail.connectors import connector_factory
 from jobs.mail.dispatch import MailDispatcher
 from runtime.secrets import Secret, SecretBox
-from sandbox.graph import EXCHANGE_RESOURCE, GraphEmulator
+from sandbox.identity import EXCHANGE_RESOURCE, IdentityEmulator
 from sandbox.smtp_server import SmtpServer
 
 TENANT, CLIENT_ID, SECRET = "contoso.onmicrosoft.com", "33333333-aaaa-bbbb-cccc-444444444444", "s~1"
@@ -30,13 +30,13 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def identity(tmp_path: Path) -> Iterator[GraphEmulator]:
-    with GraphEmulator(tmp_path, TENANT, CLIENT_ID, SECRET) as emulator:
+def identity(tmp_path: Path) -> Iterator[IdentityEmulator]:
+    with IdentityEmulator(tmp_path, TENANT, CLIENT_ID, SECRET) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def smtp(tmp_path: Path, identity: GraphEmulator) -> Iterator[SmtpServer]:
+def smtp(tmp_path: Path, identity: IdentityEmulator) -> Iterator[SmtpServer]:
     with SmtpServer(tmp_path) as server:
         server.handler.token_check = lambda user, token: (
             user == MAILBOX and identity.token_valid(token, EXCHANGE_RESOURCE)
@@ -50,7 +50,7 @@ def box() -> SecretBox:
 
 
 def add_oauth_account(
-    session: Session, box: SecretBox, smtp: SmtpServer, identity: GraphEmulator, secret: str
+    session: Session, box: SecretBox, smtp: SmtpServer, identity: IdentityEmulator, secret: str
 ) -> None:
     accounts.add_account(
         session,
@@ -85,7 +85,9 @@ def queue(sessions: sessionmaker[Session], subject: str) -> str:
         ).id
 
 
-def dispatch(engine: Engine, box: SecretBox, smtp: SmtpServer, identity: GraphEmulator) -> object:
+def dispatch(
+    engine: Engine, box: SecretBox, smtp: SmtpServer, identity: IdentityEmulator
+) -> object:
     factory = connector_factory(engine, box, ssl_context=smtp.client_tls, ca_file=identity.ca_file)
     return MailDispatcher(engine, factory, clock=lambda: NOW, backoff_seconds=0).run(max_seconds=5)
 
@@ -108,9 +110,11 @@ def test_smtp_oauth2_signs_in_with_an_exchange_token_and_renews_an_expired_one(
     assert identity.tokens_issued > issued
 
 
-def test_a_graph_token_is_not_accepted_for_smtp(identity: GraphEmulator, smtp: SmtpServer) -> None:
+def test_a_graph_token_is_not_accepted_for_smtp(
+    identity: IdentityEmulator, smtp: SmtpServer
+) -> None:
     """The emulator checks the audience, so a wrong scope in the connector would fail here."""
-    from jobs.identity import GRAPH_SCOPE, ClientCredentialsTokens
+    from jobs.microsoft.identity import GRAPH_SCOPE, ClientCredentialsTokens
 
     graph_token = ClientCredentialsTokens(
         TENANT,

@@ -1,40 +1,41 @@
 """A Dataverse Web API client (httpx) for the sync jobs.
 
-Tokens come from MSAL (client credentials for `<environment URL>/.default`, cached,
-renewed before expiry, and once after a 401). Service protection limits are honoured:
-a 429 waits for its Retry-After and goes on, a 5xx or a broken connection is retried
-with backoff. Creates are idempotent: the caller chooses the row id and the create is
-an upsert that refuses to update (`If-None-Match: *`), so repeating a create whose
-answer was lost finds the row instead of making a second one. Updates carry the
+Requests go through `jobs.microsoft` (tokens from MSAL for `<environment URL>/.default`,
+renewed once after a 401; the one retry policy: service protection limits' 429 waits
+for its Retry-After, 503/504 and broken connections back off). Creates are
+idempotent: the caller chooses the row id and the create is an upsert that refuses
+to update (`If-None-Match: *`), so repeating a create whose answer was lost finds
+the row instead of making a second one. Updates carry the
 row's ETag in `If-Match`, so a row changed in Dataverse since is refused (412), not
 overwritten. Error bodies become clear messages; the token never appears in one.
 """
 
 from __future__ import annotations
 
-import random
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from jobs.dataverse.batch import BatchOperation, build_changeset, parse_batch_response
-from jobs.identity import SignInError
-from runtime.logs import get_logger
-from runtime.secrets import Secret
+from jobs.microsoft.client import (
+    MicrosoftClient,
+    MicrosoftError,
+    Refused,
+    SignInFailed,
+    TokenSource,
+    Unreachable,
+    error_of,
+)
+from jobs.microsoft.retry import RetryPolicy
 
-log = get_logger("dataverse")
 API = "api/data/v9.2"
-MAX_TRIES = 6
-MAX_RETRY_AFTER = 300.0  # longer waits give the run back to the queue instead
-
-
-class TokenSource(Protocol):
-    def token(self, refresh: bool = False) -> Secret: ...
+# Service protection limits ask for waits of up to five minutes; longer ones give the
+# run back to the queue instead of holding a worker thread.
+POLICY = RetryPolicy(max_tries=6, max_wait=300.0)
 
 
 class DataverseError(RuntimeError):
@@ -72,23 +73,33 @@ def odata_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _error_message(response: httpx.Response) -> tuple[str, str]:
-    try:
-        error = response.json().get("error", {})
-        return str(error.get("code", "")), str(error.get("message", "")).strip()
-    except (ValueError, AttributeError):
-        text = response.text.strip().replace("\n", " ")[:200]
-        return "", text or response.reason_phrase
-
-
 def raise_for(response: httpx.Response, what: str) -> None:
+    """The error of an answer as the exception a caller can act on; a `$batch` refused as
+    a whole (400 without continue-on-error) by the error of the request that failed."""
     if response.status_code < 400:
         return
-    code, message = _error_message(response)
-    text = f"{what}: Dataverse answered {response.status_code}"
+    status, (code, message) = response.status_code, error_of(response)
+    inner = _failed_batch_part(response)
+    if inner is not None:
+        status, (code, message) = inner.status_code, error_of(inner)
+    text = f"{what}: Dataverse answered {status}"
     text += f" {code}: {message}" if code else f": {message}"
-    kind = {412: PreconditionFailed, 404: NotFound}.get(response.status_code, DataverseError)
-    raise kind(text, response.status_code, code)
+    kind = {412: PreconditionFailed, 404: NotFound}.get(status, DataverseError)
+    raise kind(text, status, code)
+
+
+def _failed_batch_part(response: httpx.Response) -> httpx.Response | None:
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("multipart/mixed"):
+        return None
+    try:
+        answers = parse_batch_response(content_type, response.content)
+    except ValueError:
+        return None
+    failed = [a for a in answers if a.status >= 400]
+    if not failed:
+        return None
+    return httpx.Response(failed[0].status, headers=failed[0].headers, content=failed[0].body)
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
@@ -130,20 +141,33 @@ class DataverseClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.api = f"{self.url}/{API}/"
-        self.tokens = tokens
-        self.sleep = sleep
-        self._token: str | None = None
-        self.requests = 0
-        self._http = httpx.Client(
+        self._http = MicrosoftClient(
+            "Dataverse",
+            tokens,
+            verify=verify,
             base_url=self.api,
-            verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify,
-            timeout=timeout,
             headers={
                 "OData-MaxVersion": "4.0",
                 "OData-Version": "4.0",
                 "Accept": "application/json",
             },
+            policy=POLICY,
+            sleep=sleep,
+            timeout=timeout,
         )
+
+    @property
+    def requests(self) -> int:
+        """Requests sent, retries included."""
+        return self._http.requests
+
+    @property
+    def sleep(self) -> Callable[[float], None]:
+        return self._http.sleep
+
+    @sleep.setter
+    def sleep(self, sleep: Callable[[float], None]) -> None:
+        self._http.sleep = sleep
 
     def close(self) -> None:
         self._http.close()
@@ -168,11 +192,14 @@ class DataverseClient:
         select: list[str],
         filter: str = "",
         *,
+        key: str,
         orderby: str = "modifiedon asc",
         page_size: int = 500,
     ) -> Iterator[dict[str, Any]]:
-        """Every matching row, following @odata.nextLink page by page."""
-        params = {"$select": ",".join(select), "$orderby": orderby}
+        """Every matching row, following @odata.nextLink page by page. The table's
+        primary key (`key`) is the last sort key: "Page results" warns that rows can
+        repeat or go missing across pages when the order is not unique."""
+        params = {"$select": ",".join(select), "$orderby": f"{orderby},{key} asc"}
         if filter:
             params["$filter"] = filter
         what = f"reading {entity_set}"
@@ -267,55 +294,26 @@ class DataverseClient:
         return [a.status for a in answers]
 
     # -- transport -------------------------------------------------------------------------
-    def _bearer(self, refresh: bool = False) -> str:
-        if self._token is None or refresh:
-            self._token = self.tokens.token(refresh=refresh).reveal()
-        return self._token
-
     def _call(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        refreshed = False
-        headers = dict(kwargs.pop("headers", None) or {})
-        last = ""
-        for attempt in range(1, MAX_TRIES + 1):
-            try:
-                headers["Authorization"] = f"Bearer {self._bearer()}"
-            except SignInError as exc:
-                raise DataverseError(f"{what}: {exc}") from None
-            self.requests += 1
-            try:
-                response = self._http.request(method, url, headers=headers, **kwargs)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                if "CERTIFICATE_VERIFY_FAILED" in last:  # no retry fixes trust
-                    raise DataverseError(f"{what}: {last}") from None
-                self._backoff(what, attempt, None, last)
-                continue
-            status = response.status_code
-            if status == 401 and not refreshed:
-                refreshed = True
-                self._bearer(refresh=True)
-                continue
-            if status == 429 or status >= 500:
-                code, message = _error_message(response)
-                last = f"{status} {code}: {message}".strip()
-                self._backoff(what, attempt, response.headers.get("Retry-After"), last)
-                continue
-            raise_for(response, what)
-            return response
-        raise DataverseError(f"{what}: gave up after {MAX_TRIES} tries; last answer {last}")
-
-    def _backoff(self, what: str, attempt: int, retry_after: str | None, reason: str) -> None:
-        if attempt == MAX_TRIES:
-            return
         try:
-            wait = float(retry_after) if retry_after is not None else None
-        except ValueError:
-            wait = None
-        if wait is None:
-            wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-        if wait > MAX_RETRY_AFTER:
-            raise DataverseError(f"{what}: throttled for {wait:.0f} s ({reason})")
-        log.warning(
-            "dataverse.retry", what=what, attempt=attempt, wait_s=round(wait, 2), reason=reason
-        )
-        self.sleep(wait)
+            return self._http.request(method, url, **kwargs)
+        except Refused as exc:
+            if exc.transient:
+                if exc.retry_after is not None and exc.retry_after > POLICY.max_wait:
+                    raise DataverseError(
+                        f"{what}: throttled for {exc.retry_after:.0f} s ({exc.text})",
+                        exc.status,
+                        exc.code,
+                    ) from None
+                raise DataverseError(
+                    f"{what}: gave up after {POLICY.max_tries} tries; last answer "
+                    f"{exc.status} {exc.text}",
+                    exc.status,
+                    exc.code,
+                ) from None
+            raise_for(exc.response, what)
+            raise  # not reached: raise_for raises for every error status
+        except (SignInFailed, Unreachable) as exc:
+            raise DataverseError(f"{what}: {exc}") from None
+        except MicrosoftError as exc:
+            raise DataverseError(f"{what}: {exc}") from None

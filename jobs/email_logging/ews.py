@@ -12,7 +12,7 @@ a refused token is renewed once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -20,6 +20,7 @@ import requests.adapters
 from exchangelib import (
     BASIC,
     DELEGATE,
+    IMPERSONATION,
     OAUTH2,
     Account,
     Configuration,
@@ -41,7 +42,7 @@ from oauthlib.oauth2 import OAuth2Token
 
 from domain.interactions.matching import BadMessage, message
 from jobs.email_logging.mailbox import Fetched, MailboxError, Moved
-from jobs.identity import ClientCredentialsTokens, SignInError
+from jobs.microsoft.identity import ClientCredentialsTokens, SignInError
 from runtime.logs import get_logger
 from runtime.secrets import Secret
 
@@ -123,11 +124,15 @@ class EwsSharedMailbox:
     @property
     def account(self) -> Account:
         if self._account is None:
+            # An app-only token acts only by impersonating the mailbox ("Authenticate an EWS
+            # application by using OAuth"): the ExchangeImpersonation header and
+            # X-AnchorMailbox on every request. A signed-in account (basic) is a delegate.
+            app_only = isinstance(self.credentials, _MsalCredentials)
             self._account = Account(
                 primary_smtp_address=self.mailbox,
                 config=self.config,
                 autodiscover=False,
-                access_type=DELEGATE,
+                access_type=IMPERSONATION if app_only else DELEGATE,
             )
         return self._account
 
@@ -171,14 +176,27 @@ class EwsSharedMailbox:
             f"storage folder {self.storage_path} found ({storage.name})",
         ]
 
-    def read(self, size: int, skip: int) -> list[Fetched]:
+    def pages(self, size: int) -> Iterator[list[Fetched]]:
+        """FindItem pages by offset (IndexedPageItemView), which is how EWS pages; the
+        folder does not change while it is read (moves come after)."""
         query = self.queue.all().order_by("datetime_received").only(*FIELDS)
-        items = self._call(lambda: list(query[skip : skip + size]))
-        fetched = [self._fetched(item) for item in items]
-        self._changekeys.update(
-            {f.item_id: getattr(i, "changekey", None) for f, i in zip(fetched, items, strict=True)}
-        )
-        return fetched
+        offset = 0
+        while True:
+            page = query[offset : offset + size]
+            items: list[Any] = self._call(lambda: list(page))  # noqa: B023 (called at once)
+            if not items:
+                return
+            fetched = [self._fetched(item) for item in items]
+            self._changekeys.update(
+                {
+                    f.item_id: getattr(i, "changekey", None)
+                    for f, i in zip(fetched, items, strict=True)
+                }
+            )
+            yield fetched
+            if len(items) < size:
+                return
+            offset += len(items)
 
     def move(self, item_ids: Sequence[str]) -> Moved:
         moved = Moved()

@@ -1,17 +1,20 @@
 """The shared mailbox through Microsoft Graph (the new experience), over httpx.
 
-Reads `/users/{mailbox}/mailFolders/inbox/messages` with `$select`, `$top`, `$skip`
-and `$orderby` (oldest first), so Junk and every other folder stay unread. Moves go
+Reads `/users/{mailbox}/mailFolders/inbox/messages` with `$select`, `$top` and
+`$orderby` (oldest first), page after page by `@odata.nextLink` as "List messages"
+asks (never a `$skip` of our own), so Junk and every other folder stay unread. Moves go
 to the well-known `archive` folder twenty at a time in JSON `$batch` requests. Ids are
 requested as immutable (`Prefer: IdType="ImmutableId"`), so an item keeps its id and
-its link when it moves. 429 and 5xx are retried after Retry-After (or a backoff), in
-the batch too; a 401 gets one fresh token.
+its link when it moves. Throttling follows "Throttling and batching": a request
+throttled inside a batch answers 429 with its own Retry-After (and one that depends on
+it 424), so exactly those are sent again after the wait; the batch itself, like every
+request, goes through the retry policy of `jobs.microsoft`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +22,8 @@ import httpx
 
 from domain.interactions.matching import BadMessage, message
 from jobs.email_logging.mailbox import Fetched, MailboxError, Moved
-from jobs.graph_client import GraphClient, GraphError, GraphRefused
-from jobs.identity import ClientCredentialsTokens
+from jobs.microsoft.client import MicrosoftClient, MicrosoftError, Refused, TokenSource
+from jobs.microsoft.retry import RETRY_STATUSES, Retryable, RetryPolicy, retry_after
 from runtime.logs import get_logger
 
 log = get_logger("email_logging.graph")
@@ -30,8 +33,8 @@ SELECT = (
 )
 BATCH_LIMIT = 20  # requests per JSON batch, as Graph allows
 PAGE_LIMIT = 1000  # Graph's largest $top for messages
-MAX_TRIES = 5
-MAX_WAIT_SECONDS = 120.0
+POLICY = RetryPolicy(max_tries=5, max_wait=120.0)
+FAILED_DEPENDENCY = 424  # a batched request whose dependency failed: sent again with it
 PREFER = 'IdType="ImmutableId"'
 
 
@@ -85,11 +88,15 @@ def fetched(raw: Any) -> Fetched:
         return Fetched(item_id, error=str(exc))
 
 
+class _BatchThrottled(Retryable):
+    """Some requests of a batch were throttled; they are sent again after the wait."""
+
+
 class GraphSharedMailbox:
     def __init__(
         self,
         mailbox: str,
-        tokens: ClientCredentialsTokens,
+        tokens: TokenSource,
         *,
         graph_url: str = "https://graph.microsoft.com/v1.0",
         archive: str = "archive",
@@ -102,13 +109,13 @@ class GraphSharedMailbox:
         self.moves_per_batch = moves_per_batch
         self.mailbox, self.archive = mailbox, archive
         self.graph_url = graph_url.rstrip("/")
-        self.graph = GraphClient(
+        self.graph = MicrosoftClient(
+            "Graph",
             tokens,
             verify=verify,
-            sleep=sleep,
-            max_tries=MAX_TRIES,
-            max_wait_seconds=MAX_WAIT_SECONDS,
             headers={"Prefer": PREFER},
+            policy=POLICY,
+            sleep=sleep,
             log_fields={"mailbox": mailbox},
         )
 
@@ -127,28 +134,31 @@ class GraphSharedMailbox:
     def check(self) -> list[str]:
         try:
             self.graph.bearer(refresh=True)
-        except GraphError as exc:
+        except MicrosoftError as exc:
             raise MailboxError(str(exc)) from None
         checked = ["signed in (client credentials)"]
         for folder in ("inbox", self.archive):
-            data = self._call("GET", f"{self._user}/mailFolders/{folder}").json()
+            data = self._call("GET", f"{self.graph_url}{self._user}/mailFolders/{folder}").json()
             checked.append(
                 f"folder {data.get('displayName', folder)}: {data.get('totalItemCount', 0)} items"
             )
         return checked
 
-    def read(self, size: int, skip: int) -> list[Fetched]:
-        params = {
+    def pages(self, size: int) -> Iterator[list[Fetched]]:
+        params: dict[str, str] | None = {
             "$select": SELECT,
             "$top": str(min(size, PAGE_LIMIT)),
-            "$skip": str(skip),
             "$orderby": "receivedDateTime asc",
         }
-        data = self._call("GET", f"{self._user}/mailFolders/inbox/messages", params=params).json()
-        values = data.get("value") if isinstance(data, dict) else None
-        if not isinstance(values, list):
-            raise MailboxError("Graph answered the message list without a value array")
-        return [fetched(raw) for raw in values]
+        url: str | None = f"{self.graph_url}{self._user}/mailFolders/inbox/messages"
+        while url is not None:
+            data = self._call("GET", url, params=params).json()
+            values = data.get("value") if isinstance(data, dict) else None
+            if not isinstance(values, list):
+                raise MailboxError("Graph answered the message list without a value array")
+            yield [fetched(raw) for raw in values]
+            next_link = data.get("@odata.nextLink")
+            url, params = (next_link, None) if isinstance(next_link, str) else (None, None)
 
     def move(self, item_ids: Sequence[str]) -> Moved:
         moved = Moved()
@@ -159,53 +169,64 @@ class GraphSharedMailbox:
 
     def _move_batch(self, item_ids: list[str], moved: Moved) -> None:
         pending = dict(enumerate(item_ids))
-        for attempt in range(1, MAX_TRIES + 1):
-            body = {
-                "requests": [
-                    {
-                        "id": str(key),
-                        "method": "POST",
-                        "url": f"{self._user}/messages/{item_id}/move",
-                        "headers": {"Content-Type": "application/json", "Prefer": PREFER},
-                        "body": {"destinationId": self.archive},
-                    }
-                    for key, item_id in pending.items()
-                ]
-            }
-            answers = self._call("POST", "/$batch", json=body).json().get("responses", [])
-            wait = 0.0
-            for answer in answers:
-                key = int(answer.get("id", -1))
-                if key not in pending:
-                    continue
-                status = int(answer.get("status", 500))
-                payload = answer.get("body") or {}
-                if status in (200, 201):
-                    moved.links[pending.pop(key)] = str(payload.get("webLink") or "")
-                elif status == 429 or status >= 500:
-                    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
-                    try:
-                        wait = max(wait, float(headers.get("retry-after", 0)))
-                    except ValueError:
-                        wait = max(wait, 2.0**attempt)
-                else:
-                    error = payload.get("error", {}) if isinstance(payload, dict) else {}
-                    moved.failed[pending.pop(key)] = (
-                        f"Graph {status}: {error.get('code', '')}: {error.get('message', '')}"
-                    )
-            if not pending:
-                return
-            if attempt < MAX_TRIES:
-                self.graph.sleep(min(wait or 2.0**attempt, MAX_WAIT_SECONDS))
-        for item_id in pending.values():
-            moved.failed[item_id] = "Graph kept throttling the move"
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self.graph.call(method, f"{self.graph_url}{path}", **kwargs)
-        except GraphRefused as exc:
-            raise MailboxError(
-                f"Graph {exc.status} on {method} {path.split('?')[0]}: {exc.text}"
-            ) from None
-        except GraphError as exc:
+            POLICY.retrying(sleep=self.graph.sleep, on_retry=self.graph.retried)(
+                self._send_moves, pending, moved
+            )
+        except _BatchThrottled:
+            for item_id in pending.values():
+                moved.failed[item_id] = "Graph kept throttling the move"
+
+    def _send_moves(self, pending: dict[int, str], moved: Moved) -> None:
+        """One $batch of the pending moves; the answered ones leave `pending`. Raises
+        `_BatchThrottled` with the longest Retry-After when some were throttled."""
+        body = {
+            "requests": [
+                {
+                    "id": str(key),
+                    "method": "POST",
+                    "url": f"{self._user}/messages/{item_id}/move",
+                    "headers": {"Content-Type": "application/json", "Prefer": PREFER},
+                    "body": {"destinationId": self.archive},
+                }
+                for key, item_id in pending.items()
+            ]
+        }
+        answers = self._call("POST", f"{self.graph_url}/$batch", json=body).json()
+        waits: list[float] = []
+        throttled = 0
+        for answer in answers.get("responses", []) if isinstance(answers, dict) else []:
+            try:
+                key = int(answer.get("id", -1))
+                status = int(answer.get("status", 500))
+            except (TypeError, ValueError):
+                continue
+            if key not in pending:
+                continue
+            payload = answer.get("body") or {}
+            if status in (200, 201):
+                moved.links[pending.pop(key)] = str(payload.get("webLink") or "")
+            elif status in RETRY_STATUSES or status == FAILED_DEPENDENCY:
+                throttled += 1
+                headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+                wait = retry_after(headers.get("retry-after"))
+                if wait is not None:
+                    waits.append(wait)
+            else:
+                error = payload.get("error", {}) if isinstance(payload, dict) else {}
+                moved.failed[pending.pop(key)] = (
+                    f"Graph {status}: {error.get('code', '')}: {error.get('message', '')}"
+                )
+        if pending:
+            raise _BatchThrottled(
+                f"{throttled} of the batch's moves throttled", max(waits) if waits else None
+            )
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.graph.request(method, url, **kwargs)
+        except Refused as exc:
+            path = url.removeprefix(self.graph_url).split("?")[0]
+            raise MailboxError(f"Graph {exc.status} on {method} {path}: {exc.text}") from None
+        except MicrosoftError as exc:
             raise MailboxError(str(exc)) from None

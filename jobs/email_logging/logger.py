@@ -1,11 +1,12 @@
-"""Reads the shared mailbox's Inbox in batches, logs interactions, then moves each read
-message to the archive.
+"""Reads the shared mailbox's Inbox page by page, logs interactions, then moves the
+logged messages to the archive.
 
-Order matters for crash safety: the interactions of a batch are committed before its
-messages move, so a crash in between leaves them in the Inbox, and the next run finds
+Order matters for crash safety: the interactions of a page are committed before any
+message moves, so a crash in between leaves them in the Inbox, and the next run finds
 them already logged (one entry per internet message id, contact and salesperson) and
 only moves them. A message that cannot be logged stays in the Inbox and is tried
-again next run; the rest of its batch goes on.
+again next run; the rest of its page goes on. Moves wait for the last page because a
+move changes the listing the service is paging through.
 """
 
 from __future__ import annotations
@@ -64,25 +65,23 @@ class EmailLogger:
         self.db, self.mailbox, self.batch_size, self.cancelled = db, mailbox, batch_size, cancelled
 
     def run(self) -> LoggingCounters:
+        """Logs page after page, then moves what was logged: a move changes the listing
+        the service pages through, so no item moves before the last page is read."""
         counters = LoggingCounters()
         directory = self._directory()
-        kept = 0  # items left in the Inbox ahead of the next batch
-        while not self.cancelled():
-            batch = self.mailbox.read(self.batch_size, kept)
-            if not batch:
+        logged: list[MailMessage] = []
+        for page in self.mailbox.pages(self.batch_size):
+            counters.read += len(page)
+            logged += self._log(page, directory, counters)
+            if self.cancelled():
                 break
-            counters.read += len(batch)
-            readable = self._log(batch, directory, counters)
-            moved = self.mailbox.move([m.item_id for m in readable]) if readable else None
-            if moved is not None:
-                self._link(readable, moved.links)
-                counters.moved += len(moved.links)
-                counters.move_failed += len(moved.failed)
-                for item_id, reason in moved.failed.items():
-                    log.warning("email_logging.move_failed", item_id=item_id, reason=reason)
-            kept += len(batch) - (len(moved.links) if moved else 0)
-            if len(batch) < self.batch_size:
-                break
+        if logged:
+            moved = self.mailbox.move([m.item_id for m in logged])
+            self._link(logged, moved.links)
+            counters.moved += len(moved.links)
+            counters.move_failed += len(moved.failed)
+            for item_id, reason in moved.failed.items():
+                log.warning("email_logging.move_failed", item_id=item_id, reason=reason)
         return counters
 
     def _directory(self) -> Directory:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,8 +34,9 @@ class SharedMailbox(Protocol):
         """Signs in and opens the mailbox and its folders; what was checked, in words."""
         ...
 
-    def read(self, size: int, skip: int) -> list[Fetched]:
-        """Up to `size` Inbox items after the first `skip`, oldest first; nothing else."""
+    def pages(self, size: int) -> Iterator[list[Fetched]]:
+        """The Inbox's items, oldest first, in pages of up to `size`; nothing else. The
+        listing must not change while it is paged: moves wait until it is read."""
         ...
 
     def move(self, item_ids: Sequence[str]) -> Moved:

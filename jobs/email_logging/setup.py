@@ -16,11 +16,12 @@ from domain.interactions.models import EmailLoggingSetup, EwsAuthentication, Exp
 from domain.queue import entries as ops
 from domain.queue.models import JobQueueEntry
 from jobs.email_logging.mailbox import SharedMailbox
-from jobs.identity import (
+from jobs.microsoft.identity import (
     EXCHANGE_SCOPE,
     GRAPH_SCOPE,
     PUBLIC_AUTHORITY_HOST,
     ClientCredentialsTokens,
+    tokens_for,
 )
 from jobs.registry import registry
 from runtime.secrets import Secret, SecretBox
@@ -115,7 +116,7 @@ def load_setup(session: Session) -> EmailLoggingSetup:
     return row
 
 
-def tokens_for(
+def mailbox_tokens(
     row: EmailLoggingSetup, box: SecretBox, verify: str | bool
 ) -> ClientCredentialsTokens:
     scope = GRAPH_SCOPE if row.experience is Experience.GRAPH else EXCHANGE_SCOPE
@@ -123,7 +124,7 @@ def tokens_for(
         host = urlparse(row.ews_url).netloc
         if host and host != "outlook.office365.com":
             scope = f"https://{host}/.default"
-    return ClientCredentialsTokens(
+    return tokens_for(
         row.tenant,
         row.client_id,
         box.decrypt(row.secret_encrypted),
@@ -139,12 +140,14 @@ def open_mailbox(row: EmailLoggingSetup, box: SecretBox, verify: str | bool) -> 
         from jobs.email_logging.graph import GraphSharedMailbox
 
         return GraphSharedMailbox(
-            row.mailbox, tokens_for(row, box, verify), graph_url=row.graph_url, verify=verify
+            row.mailbox, mailbox_tokens(row, box, verify), graph_url=row.graph_url, verify=verify
         )
     from jobs.email_logging.ews import EwsSharedMailbox
 
     tokens = (
-        tokens_for(row, box, verify) if row.ews_authentication is EwsAuthentication.OAUTH2 else None
+        mailbox_tokens(row, box, verify)
+        if row.ews_authentication is EwsAuthentication.OAUTH2
+        else None
     )
     return EwsSharedMailbox(
         row.mailbox,

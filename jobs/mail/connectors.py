@@ -10,11 +10,16 @@ from sqlalchemy import Engine, select
 
 from domain.mail.kinds import Connector, SmtpAuthentication
 from domain.mail.models import GraphSettings, SmtpSettings
-from jobs.identity import EXCHANGE_SCOPE, GRAPH_SCOPE, ClientCredentialsTokens
 from jobs.mail.dispatch import ConnectorFactory, MailConnector
 from jobs.mail.errors import PermanentSendError
 from jobs.mail.graph import GraphMailConnector
 from jobs.mail.smtp import SmtpConnector, SmtpTarget
+from jobs.microsoft.identity import (
+    EXCHANGE_SCOPE,
+    GRAPH_SCOPE,
+    ClientCredentialsTokens,
+    tokens_for,
+)
 from runtime.secrets import SecretBox
 
 S = SmtpSettings.__table__
@@ -51,7 +56,7 @@ def connector_factory(
         return row
 
     def _tokens(registration: Any, scope: str) -> ClientCredentialsTokens:
-        return ClientCredentialsTokens(
+        return tokens_for(
             registration.tenant,
             registration.client_id,
             secrets.decrypt(registration.client_secret_encrypted),

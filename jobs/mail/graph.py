@@ -19,14 +19,14 @@ from typing import Any
 
 import httpx
 
-from jobs.graph_client import GraphClient, GraphRefused, GraphSignInError, GraphUnreachable
-from jobs.identity import ClientCredentialsTokens
 from jobs.mail.errors import PermanentSendError, SendError, TransientSendError
+from jobs.microsoft.client import MicrosoftClient, Refused, SignInFailed, TokenSource, Unreachable
+from jobs.microsoft.retry import RetryPolicy
 
 INLINE_LIMIT = 3 * 1024 * 1024
 CHUNK = 10 * 320 * 1024  # 3.125 MiB: a multiple of 320 KiB, under Graph's 4 MiB per request
-MAX_TRIES = 4
-MAX_WAIT_SECONDS = 60.0
+# A few tries in place; a longer throttle gives the message back to the outbox's own retry.
+POLICY = RetryPolicy(max_tries=4, max_wait=60.0)
 
 
 class UncertainSendError(SendError):
@@ -61,7 +61,7 @@ class GraphMailConnector:
         self,
         account: str,
         mailbox: str,
-        tokens: ClientCredentialsTokens,
+        tokens: TokenSource,
         *,
         graph_url: str = "https://graph.microsoft.com/v1.0",
         verify: str | bool = True,
@@ -69,12 +69,12 @@ class GraphMailConnector:
     ) -> None:
         self.account, self.mailbox = account, mailbox
         self.graph_url = graph_url.rstrip("/")
-        self.graph = GraphClient(
+        self.graph = MicrosoftClient(
+            "Graph",
             tokens,
             verify=verify,
+            policy=POLICY,
             sleep=sleep,
-            max_tries=MAX_TRIES,
-            max_wait_seconds=MAX_WAIT_SECONDS,
             log_fields={"account": account},
         )
 
@@ -145,13 +145,16 @@ class GraphMailConnector:
         for start in range(0, len(data), CHUNK):
             chunk = data[start : start + CHUNK]
             end = start + len(chunk) - 1
-            # The upload URL carries its own authorization: no bearer token on these PUTs.
+            # As "Upload large attachments" documents: the upload URL is pre-authorized, so
+            # no Authorization header; the bytes as application/octet-stream with their
+            # Content-Length and Content-Range.
             self._call(
                 "PUT",
                 upload_url,
                 content=chunk,
                 authorize=False,
                 headers={
+                    "Content-Type": "application/octet-stream",
                     "Content-Range": f"bytes {start}-{end}/{len(data)}",
                     "Content-Length": str(len(chunk)),
                 },
@@ -162,14 +165,14 @@ class GraphMailConnector:
     ) -> httpx.Response:
         """`uncertain`: a send that may have been accepted when no answer came."""
         try:
-            return self.graph.call(method, url, idempotent=not uncertain, **kwargs)
-        except GraphSignInError as exc:
+            return self.graph.request(method, url, idempotent=not uncertain, **kwargs)
+        except SignInFailed as exc:
             raise PermanentSendError(f"{self.account}: {exc}") from None
-        except GraphUnreachable as exc:
+        except Unreachable as exc:
             if exc.maybe_done:
                 raise UncertainSendError(f"delivery uncertain: {method}: {exc}") from None
             raise TransientSendError(str(exc)) from None
-        except GraphRefused as exc:
+        except Refused as exc:
             if exc.transient:
                 raise TransientSendError(str(exc), retry_after=exc.retry_after) from None
             raise PermanentSendError(str(exc)) from None

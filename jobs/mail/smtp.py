@@ -12,8 +12,8 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from domain.mail.kinds import SecureConnection, SmtpAuthentication
-from jobs.identity import SignInError
 from jobs.mail.errors import PermanentSendError, TransientSendError
+from jobs.microsoft.identity import SignInError
 from runtime.logs import get_logger
 from runtime.secrets import Secret
 

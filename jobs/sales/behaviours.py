@@ -67,6 +67,7 @@ class UnitGroup(Behaviour):
                 "uoms",
                 ["uomid", "name"],
                 f"_uomscheduleid_value eq {result.id}",
+                key="uomid",
                 orderby="name asc",
             )
         )
@@ -106,6 +107,20 @@ def default_price_list(ctx: SyncContext) -> str:
 class ItemProduct(Behaviour):
     def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
         return {"pricelevelid@odata.bind": f"/pricelevels({default_price_list(ctx)})"}
+
+    def create(
+        self, ctx: SyncContext, entity_set: str, row_id: str, payload: dict[str, Any], row: Any
+    ) -> Written:
+        """The product's default price list is not valid for create (the product table
+        reference: Dataverse ignores it), so it is set by an update right after. A crash
+        in between leaves the coupling reserved, and the next run repeats both."""
+        price_list = payload.pop("pricelevelid@odata.bind", None)
+        created = ctx.client.create(entity_set, row_id, payload)
+        if price_list is None:
+            return created
+        return ctx.client.update(
+            entity_set, row_id, {"pricelevelid@odata.bind": price_list}, created.etag
+        )
 
     def after_write(self, ctx: SyncContext, row: Any, result: Written, created: bool) -> None:
         unit = ctx.coupled("units_of_measure", str(row.base_unit_of_measure), "uoms")

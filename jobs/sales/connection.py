@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from domain.sales.integration import DataverseConnection
 from domain.sales.models import table
 from jobs.dataverse.client import DataverseClient
-from jobs.identity import PUBLIC_AUTHORITY_HOST, ClientCredentialsTokens
+from jobs.microsoft.identity import PUBLIC_AUTHORITY_HOST, tokens_for
 from runtime.secrets import Secret, SecretBox
 
 DC = table(DataverseConnection)
@@ -72,7 +72,7 @@ def connect(db: Engine, box: SecretBox, verify: str | bool = True) -> Connected:
         raise DataverseSetupError("no Dataverse connection is set up (jobqueue sales setup)")
     if not row.enabled:
         raise DataverseSetupError("the Dataverse connection is disabled")
-    tokens = ClientCredentialsTokens(
+    tokens = tokens_for(
         row.tenant,
         row.client_id,
         box.decrypt(row.client_secret_encrypted),

@@ -579,7 +579,7 @@ class SyncEngine:
                 f"modifiedon ge {odata_datetime(mapping.row.dataverse_watermark - OVERLAP)}"
             )
         watermark: datetime | None = None
-        for dv_row in self.client.query(entity_set, select_attrs, " and ".join(clauses)):
+        for dv_row in self.client.query(entity_set, select_attrs, " and ".join(clauses), key=key):
             if self.cancelled():
                 watermark = None
                 break

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+import jobs.sales.job  # noqa: F401  (registers dataverse-sync, the job its entries run)
 from domain.queue import entries as ops
 from domain.queue.models import JobQueueCategory
 from domain.sales.defaults import CATEGORY, DEFAULTS, MappingDef

@@ -2,10 +2,13 @@
 
 MSAL caches the token and hands out a new one before the old expires; `token(refresh=True)`
 drops the cached one after a 401, so an expired or revoked token is replaced once.
+`tokens_for` keeps one token source (one MSAL cache) per app registration, resource and
+sign-in endpoint in the process, so every client and every run of a job share it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
@@ -71,3 +74,24 @@ class ClientCredentialsTokens:
             description = str(result.get("error_description", "")).split("\n")[0]
             raise SignInError(f"sign-in refused: {error}: {description}")
         return Secret(result["access_token"])
+
+
+_SHARED: dict[tuple[str, ...], ClientCredentialsTokens] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def tokens_for(
+    tenant: str, client_id: str, client_secret: Secret, **options: Any
+) -> ClientCredentialsTokens:
+    """The process's token source for this app registration, resource and sign-in
+    endpoint (`options`: scope, authority_host, verify, as for `ClientCredentialsTokens`).
+    A changed secret (rotated by an admin) is a new key, so it takes effect at once."""
+    secret_hash = hashlib.sha256(client_secret.reveal().encode()).hexdigest()
+    key = (tenant, client_id, secret_hash, *(f"{k}={v}" for k, v in sorted(options.items())))
+    with _SHARED_LOCK:
+        tokens = _SHARED.get(key)
+        if tokens is None:
+            tokens = _SHARED[key] = ClientCredentialsTokens(
+                tenant, client_id, client_secret, **options
+            )
+        return tokens
