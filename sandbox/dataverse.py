@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from werkzeug.routing import Map, Rule
+
 from sandbox.https import Fault, HttpsEmulator, Request, Response
 from sandbox.identity import IdentityEmulator
 
@@ -41,6 +43,7 @@ KEYS = {
     "systemusers": "systemuserid",
 }
 LOGICAL = {s: k.removesuffix("id") for s, k in KEYS.items()}
+SETS = ", ".join(KEYS)
 REQUIRED = {
     "uomschedules": ["name", "baseuomname"],
     "products": ["name", "productnumber", "_defaultuomscheduleid_value", "_defaultuomid_value"],
@@ -337,49 +340,65 @@ class DataverseEmulator(HttpsEmulator):
         return row
 
     # -- routing ---------------------------------------------------------------------------
+    routes = Map(
+        [
+            Rule(f"{API}WhoAmI", endpoint="who_am_i", methods=["GET"]),
+            Rule(f"{API}$batch", endpoint="batch", methods=["POST"]),
+            Rule(f"{API}<any({SETS}):entity_set>", endpoint="entity_set", methods=["GET", "POST"]),
+            Rule(
+                f"{API}<any({SETS}):entity_set>(<uuid:row_id>)",
+                endpoint="row",
+                methods=["GET", "PATCH", "DELETE"],
+            ),
+        ],
+        strict_slashes=False,
+    )
+
     def route(self, request: Request) -> Response:
-        if not request.path.startswith(API):
-            return 404, {}, {"error": {"code": "0x8006088a", "message": "Resource not found"}}
         token = str(request.headers.get("Authorization", "")).removeprefix("Bearer ")
-        if not self.identity.token_valid(token, self.url):
+        if request.path.startswith(API) and not self.identity.token_valid(token, self.url):
             return (
                 401,
                 {"WWW-Authenticate": f"Bearer authorization_uri={self.identity.authority}"},
                 None,
             )
+        return self._serve(request, self.integration_user)
+
+    def _serve(self, request: Request, user: str) -> Response:
         with self.lock:
             try:
-                return self._serve(request, self.integration_user)
+                return self.dispatch(request, user=user)
             except ODataError as exc:
                 return exc.response()
 
-    def _serve(self, request: Request, user: str) -> Response:
-        rest = request.path[len(API) :]
-        if rest == "WhoAmI" and request.method == "GET":
-            return (
-                200,
-                {},
-                {
-                    "@odata.context": f"{self.url}{API}$metadata#"
-                    "Microsoft.Dynamics.CRM.WhoAmIResponse",
-                    "BusinessUnitId": "00000000-0000-0000-0000-00000000b001",
-                    "UserId": user,
-                    "OrganizationId": "00000000-0000-0000-0000-00000000c001",
-                },
-            )
-        if rest == "$batch" and request.method == "POST":
-            return self._batch(request, user)
-        match = re.fullmatch(rf"(\w+)(?:\(({GUID})\))?", rest)
-        if match is None or match.group(1) not in KEYS:
-            raise ODataError(404, "0x8006088a", f"Resource not found for the segment '{rest}'.")
-        entity_set, row_id = match.group(1), (match.group(2) or "").lower()
-        if not row_id:
-            if request.method == "GET":
-                return self._query(entity_set, request)
-            if request.method == "POST":
-                row = self._create(entity_set, str(uuid.uuid4()), request.json(), user)
-                return self._written(entity_set, row, request, 201)
-            raise ODataError(405, "0x80060888", f"{request.method} is not allowed on {entity_set}")
+    def unrouted(self, request: Request, status: int) -> Response:
+        rest = request.path.removeprefix(API)
+        if status == 405:
+            raise ODataError(405, "0x80060888", f"{request.method} is not allowed on {rest}")
+        raise ODataError(404, "0x8006088a", f"Resource not found for the segment '{rest}'.")
+
+    def who_am_i(self, request: Request, user: str) -> Response:
+        return (
+            200,
+            {},
+            {
+                "@odata.context": f"{self.url}{API}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                "BusinessUnitId": "00000000-0000-0000-0000-00000000b001",
+                "UserId": user,
+                "OrganizationId": "00000000-0000-0000-0000-00000000c001",
+            },
+        )
+
+    def entity_set(self, request: Request, user: str, entity_set: str) -> Response:
+        if request.method == "GET":
+            return self._query(entity_set, request)
+        row = self._create(entity_set, str(uuid.uuid4()), request.json(), user)
+        return self._written(entity_set, row, request, 201)
+
+    def row(self, request: Request, user: str, entity_set: str, row_id: uuid.UUID) -> Response:
+        return self._row(request, user, entity_set, str(row_id))
+
+    def _row(self, request: Request, user: str, entity_set: str, row_id: str) -> Response:
         table = self.tables[entity_set]
         existing = table.get(row_id)
         if request.method == "GET":
@@ -465,7 +484,7 @@ class DataverseEmulator(HttpsEmulator):
             body["@odata.nextLink"] = f"{self.url}{API}{entity_set}?{urlencode(query)}"
         return 200, headers, body
 
-    def _batch(self, request: Request, user: str) -> Response:
+    def batch(self, request: Request, user: str) -> Response:
         content_type = str(request.headers.get("Content-Type", ""))
         message = BytesParser(policy=HTTP).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + request.body

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from lxml import etree
+from werkzeug.routing import Map, Rule
 
 from sandbox.https import HttpsEmulator, Request, Response
 
@@ -178,9 +179,17 @@ class EwsEmulator(HttpsEmulator):
         return item
 
     # -- HTTP --------------------------------------------------------------------------------
-    def route(self, request: Request) -> Response:
-        if request.method != "POST" or request.path.lower() != "/ews/exchange.asmx":
-            return 404, {}, b""
+    routes = Map(
+        [
+            Rule("/EWS/Exchange.asmx", endpoint="soap", methods=["POST"]),
+            Rule("/ews/exchange.asmx", endpoint="soap", methods=["POST"]),
+        ]
+    )
+
+    def unrouted(self, request: Request, status: int) -> Response:
+        return status, {}, b""
+
+    def soap(self, request: Request) -> Response:
         user = self._authenticated(str(request.headers.get("Authorization", "")))
         if user is None:
             return 401, {"WWW-Authenticate": 'Bearer realm="", Basic realm=""'}, b""

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
-from sandbox.https import Fault, HttpsEmulator, Request, Response
+from werkzeug.routing import Map, Rule
+
+from sandbox.https import Answer, Fault, HttpsEmulator, Request, Response
 from sandbox.identity import EXCHANGE_RESOURCE, GRAPH_RESOURCE, IdentityEmulator
 
 __all__ = ["EXCHANGE_RESOURCE", "GRAPH_RESOURCE", "GraphEmulator", "GraphMailbox"]
@@ -213,39 +215,75 @@ class GraphEmulator(HttpsEmulator):
         self.identity.expire_tokens()
 
     # -- routing ---------------------------------------------------------------------------
-    def route(self, request: Request) -> Response:
-        method, path, headers, body = request.method, request.path, request.headers, request.body
-        if path.startswith("/upload/") and method == "PUT":
-            return self._upload_chunk(path.rsplit("/", 1)[1], headers, body)
-        if not path.startswith("/v1.0/"):
-            return _graph_error(404, "NotFound", f"no route {path}")
-        auth = headers.get("Authorization", "")
-        if not self.identity.token_valid(auth.removeprefix("Bearer "), GRAPH_RESOURCE):
-            return _graph_error(
-                401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
-            )
-        throttled = self._throttled()
-        if throttled is not None:
-            return throttled
-        if method == "POST" and path == "/v1.0/$batch":
-            return self._batch(request)
-        match = re.fullmatch(r"/v1\.0/users/([^/]+)(/.*)", path)
-        if match is None:
-            return _graph_error(400, "BadRequest", "Invalid request")
-        box = self.mailboxes.get(match.group(1).lower())
-        if box is None:
-            return _graph_error(
-                404, "ErrorInvalidUser", f"The requested user '{match.group(1)}' is invalid."
-            )
-        rest = match.group(2)
-        if method == "GET" and rest.startswith("/mailFolders/"):
-            return self._folder(box, rest, request.query)
-        move = re.fullmatch(r"/messages/([^/]+)/move", rest)
-        if method == "POST" and move is not None:
-            return self._move(box, move.group(1), request)
-        return self._mail(method, box, rest, json.loads(body or b"{}"))
+    routes = Map(
+        [
+            Rule("/upload/<session>", endpoint="upload_chunk", methods=["PUT"]),
+            Rule("/v1.0/$batch", endpoint="batch", methods=["POST"]),
+            Rule("/v1.0/users/<user>/mailFolders/<folder>", endpoint="folder", methods=["GET"]),
+            Rule(
+                "/v1.0/users/<user>/mailFolders/<folder>/messages",
+                endpoint="folder_messages",
+                methods=["GET"],
+            ),
+            Rule("/v1.0/users/<user>/sendMail", endpoint="send_mail", methods=["POST"]),
+            Rule("/v1.0/users/<user>/messages", endpoint="create_draft", methods=["POST"]),
+            Rule("/v1.0/users/<user>/messages/<item>", endpoint="get_message", methods=["GET"]),
+            Rule("/v1.0/users/<user>/messages/<item>/move", endpoint="move", methods=["POST"]),
+            Rule(
+                "/v1.0/users/<user>/messages/<item>/send", endpoint="send_draft", methods=["POST"]
+            ),
+            Rule(
+                "/v1.0/users/<user>/messages/<item>/attachments",
+                endpoint="add_attachment",
+                methods=["POST"],
+            ),
+            Rule(
+                "/v1.0/users/<user>/messages/<item>/attachments/createUploadSession",
+                endpoint="create_upload_session",
+                methods=["POST"],
+            ),
+        ],
+        strict_slashes=False,
+    )
 
-    def _batch(self, request: Request) -> Response:
+    def route(self, request: Request) -> Response:
+        if request.path.startswith("/v1.0/"):  # Graph proper: a valid token, maybe throttled
+            auth = str(request.headers.get("Authorization", ""))
+            if not self.identity.token_valid(auth.removeprefix("Bearer "), GRAPH_RESOURCE):
+                return _graph_error(
+                    401,
+                    "InvalidAuthenticationToken",
+                    "Access token has expired or is not yet valid.",
+                )
+            throttled = self._throttled()
+            if throttled is not None:
+                return throttled
+        return super().route(request)
+
+    def unrouted(self, request: Request, status: int) -> Response:
+        if status == 405:
+            return _graph_error(
+                405, "ErrorInvalidRequest", f"{request.method} {request.path} is not supported"
+            )
+        return _graph_error(400, "BadRequest", f"Invalid request: {request.path}")
+
+    def _box(self, user: str) -> GraphMailbox:
+        box = self.mailboxes.get(user.lower())
+        if box is None:
+            raise Answer(
+                _graph_error(404, "ErrorInvalidUser", f"The requested user '{user}' is invalid.")
+            )
+        return box
+
+    def _draft(self, box: GraphMailbox, item: str) -> dict[str, Any]:
+        draft = box.drafts.get(item)
+        if draft is None:
+            raise Answer(
+                _graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
+            )
+        return draft
+
+    def batch(self, request: Request) -> Response:
         """JSON batching: each request answered as if sent alone (faults included, so a
         throttled one answers 429 with its own Retry-After inside a 200 batch, as
         "Throttling and batching" documents); a request whose `dependsOn` names one that
@@ -291,18 +329,25 @@ class GraphEmulator(HttpsEmulator):
             )
         return 200, {}, {"responses": responses}
 
-    def _folder(self, box: GraphMailbox, rest: str, query: dict[str, str] | Any) -> Response:
-        found = re.fullmatch(r"/mailFolders/([^/]+)(/messages)?", rest)
-        folder_id = box.folder_id(found.group(1)) if found else None
-        if found is None or folder_id is None:
-            return _graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
-        display, items = box.folders[folder_id]
-        if not found.group(2):
-            return (
-                200,
-                {},
-                {"id": folder_id, "displayName": display, "totalItemCount": len(items)},
+    def _folder_items(self, user: str, folder: str) -> tuple[GraphMailbox, str]:
+        box = self._box(user)
+        folder_id = box.folder_id(folder)
+        if folder_id is None:
+            raise Answer(
+                _graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
             )
+        return box, folder_id
+
+    def folder(self, request: Request, user: str, folder: str) -> Response:
+        box, folder_id = self._folder_items(user, folder)
+        display, items = box.folders[folder_id]
+        return 200, {}, {"id": folder_id, "displayName": display, "totalItemCount": len(items)}
+
+    def folder_messages(self, request: Request, user: str, folder: str) -> Response:
+        box, folder_id = self._folder_items(user, folder)
+        items = box.folders[folder_id][1]
+        query = request.query
+        rest = f"/mailFolders/{folder}/messages"
         order = query.get("$orderby", "receivedDateTime desc").split()
         try:
             top = min(int(query.get("$top", "10")), 1000)
@@ -328,7 +373,8 @@ class GraphEmulator(HttpsEmulator):
             )
         return 200, {}, result
 
-    def _move(self, box: GraphMailbox, item_id: str, request: Request) -> Response:
+    def move(self, request: Request, user: str, item: str) -> Response:
+        box, item_id = self._box(user), item
         destination = box.folder_id(str(request.json().get("destinationId", "")))
         if destination is None:
             return _graph_error(400, "ErrorInvalidIdMalformed", "The destination id is invalid.")
@@ -351,70 +397,77 @@ class GraphEmulator(HttpsEmulator):
             box.folders[destination][1][new_id] = moved
         return 201, {}, moved
 
-    def _mail(self, method: str, box: GraphMailbox, rest: str, body: dict[str, Any]) -> Response:
-        if method == "POST" and rest == "/sendMail":
-            message = body.get("message")
-            if not isinstance(message, dict) or (
-                not message.get("toRecipients")
-                and not (message.get("ccRecipients") or message.get("bccRecipients"))
-            ):
-                return _graph_error(
-                    400, "ErrorInvalidRecipients", "At least one recipient is not valid."
-                )
-            with self.lock:
-                box.sent.append(message)
-            return 202, {}, None
-        if method == "POST" and rest == "/messages":
-            message_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            new_draft = {**body, "id": message_id, "isDraft": True, "attachments": []}
-            with self.lock:
-                box.drafts[message_id] = new_draft
-            return 201, {}, new_draft
-        match = re.fullmatch(r"/messages/([^/]+)(/.*)?", rest)
-        draft = box.drafts.get(match.group(1)) if match else None
-        if method == "GET" and match is not None and draft is None and not match.group(2):
-            with self.lock:
-                stored = box.find(match.group(1))
-            if stored is not None:
-                return 200, {}, stored[1]
-        if match is None or draft is None:
-            return _graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
-        tail = match.group(2) or ""
-        if method == "POST" and tail == "/attachments":
-            draft["attachments"].append(body)
-            return 201, {}, {**body, "id": uuid.uuid4().hex}
-        if method == "POST" and tail == "/attachments/createUploadSession":
-            item = body.get("AttachmentItem", {})
-            session = secrets.token_urlsafe(16)
-            self.uploads[session] = _Upload(
-                box.address,
-                draft["id"],
-                item.get("name", ""),
-                item.get("contentType", "application/octet-stream"),
-                int(item.get("size", 0)),
+    def send_mail(self, request: Request, user: str) -> Response:
+        box, message = self._box(user), request.json().get("message")
+        if not isinstance(message, dict) or (
+            not message.get("toRecipients")
+            and not (message.get("ccRecipients") or message.get("bccRecipients"))
+        ):
+            return _graph_error(
+                400, "ErrorInvalidRecipients", "At least one recipient is not valid."
             )
-            expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-            return (
-                201,
-                {},
-                {
-                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.uploadSession",
-                    "uploadUrl": f"{self.base}/upload/{session}",
-                    "expirationDateTime": expires,
-                    "nextExpectedRanges": ["0-"],
-                },
-            )
-        if method == "POST" and tail == "/send":
-            with self.lock:
-                box.drafts.pop(draft["id"])
-                box.sent.append({**draft, "isDraft": False})
-            return 202, {}, None
-        return _graph_error(405, "ErrorInvalidRequest", f"{method} {rest} is not supported")
+        with self.lock:
+            box.sent.append(message)
+        return 202, {}, None
 
-    def _upload_chunk(self, session: str, headers: Any, body: bytes) -> Response:
+    def create_draft(self, request: Request, user: str) -> Response:
+        box = self._box(user)
+        message_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        new_draft = {**request.json(), "id": message_id, "isDraft": True, "attachments": []}
+        with self.lock:
+            box.drafts[message_id] = new_draft
+        return 201, {}, new_draft
+
+    def get_message(self, request: Request, user: str, item: str) -> Response:
+        box = self._box(user)
+        with self.lock:
+            stored = box.find(item)
+        if stored is not None:
+            return 200, {}, stored[1]
+        return 200, {}, self._draft(box, item)
+
+    def add_attachment(self, request: Request, user: str, item: str) -> Response:
+        draft, body = self._draft(self._box(user), item), request.json()
+        draft["attachments"].append(body)
+        return 201, {}, {**body, "id": uuid.uuid4().hex}
+
+    def create_upload_session(self, request: Request, user: str, item: str) -> Response:
+        box = self._box(user)
+        draft = self._draft(box, item)
+        attachment = request.json().get("AttachmentItem", {})
+        session = secrets.token_urlsafe(16)
+        self.uploads[session] = _Upload(
+            box.address,
+            draft["id"],
+            attachment.get("name", ""),
+            attachment.get("contentType", "application/octet-stream"),
+            int(attachment.get("size", 0)),
+        )
+        expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        return (
+            201,
+            {},
+            {
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.uploadSession",
+                "uploadUrl": f"{self.base}/upload/{session}",
+                "expirationDateTime": expires,
+                "nextExpectedRanges": ["0-"],
+            },
+        )
+
+    def send_draft(self, request: Request, user: str, item: str) -> Response:
+        box = self._box(user)
+        draft = self._draft(box, item)
+        with self.lock:
+            box.drafts.pop(draft["id"])
+            box.sent.append({**draft, "isDraft": False})
+        return 202, {}, None
+
+    def upload_chunk(self, request: Request, session: str) -> Response:
         """ "Upload large attachments": the upload URL is pre-authorized, so a PUT must
         carry no Authorization header; its bytes come as application/octet-stream with
         Content-Length and Content-Range."""
+        headers, body = request.headers, request.body
         upload = self.uploads.get(session)
         if upload is None:
             return _graph_error(404, "ItemNotFound", "The upload session was not found.")

@@ -1,5 +1,5 @@
 """The HTTPS server under every web-service emulator: a self-signed certificate the
-clients trust through `ca_file`, one routing function, JSON or raw bodies, and
+clients trust through `ca_file`, werkzeug's URL routing, JSON or raw bodies, and
 faults injected per path (status, headers, body; or the request is processed and
 its answer lost, as when a gateway times out after the service committed)."""
 
@@ -16,6 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map
 
 from sandbox.tls import self_signed_cert
 
@@ -46,8 +49,20 @@ class Fault:
     after: bool = False  # process the request, then answer with the fault
 
 
+class Answer(Exception):
+    """Raised inside an endpoint to answer at once (a missing mailbox, say)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response[0])
+        self.response = response
+
+
 class HttpsEmulator(ABC):
-    """Subclasses answer requests in `route`."""
+    """Subclasses declare their endpoints as werkzeug routing rules (`routes`), each
+    naming the method that answers it with the rule's arguments; `unrouted` answers a
+    path or method no rule takes, in the service's own error shape."""
+
+    routes = Map([])
 
     def __init__(
         self, folder: Path, stem: str, certificate: tuple[Path, Path] | None = None
@@ -76,8 +91,27 @@ class HttpsEmulator(ABC):
         self.server.shutdown()
         self.server.server_close()
 
+    def route(self, request: Request) -> Response:
+        return self.dispatch(request)
+
+    def dispatch(self, request: Request, **extra: Any) -> Response:
+        """The answer of the endpoint whose rule matches (called with the rule's
+        arguments and `extra`), or of `unrouted`."""
+        adapter = self.routes.bind("127.0.0.1")
+        try:
+            endpoint, args = adapter.match(request.path, method=request.method)
+        except NotFound:
+            return self.unrouted(request, 404)
+        except MethodNotAllowed:
+            return self.unrouted(request, 405)
+        try:
+            answer: Response = getattr(self, str(endpoint))(request, **extra, **args)
+        except Answer as answered:
+            return answered.response
+        return answer
+
     @abstractmethod
-    def route(self, request: Request) -> Response: ...
+    def unrouted(self, request: Request, status: int) -> Response: ...
 
     def add_fault(self, fault: Fault) -> None:
         with self.lock:

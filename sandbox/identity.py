@@ -7,12 +7,13 @@ every token issued so far stale, as an expiry or a revocation would.
 
 from __future__ import annotations
 
-import re
 import secrets
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from sandbox.https import HttpsEmulator, Request, Response
+from werkzeug.routing import Map, Rule
+
+from sandbox.https import Answer, HttpsEmulator, Request, Response
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 EXCHANGE_RESOURCE = "https://outlook.office365.com"  # SMTP AUTH, EWS
@@ -40,25 +41,49 @@ class IdentityEmulator(HttpsEmulator):
         with self.lock:
             self.valid_tokens.clear()
 
-    def route(self, request: Request) -> Response:
-        tenant = re.escape(self.tenant)
-        if request.method == "GET" and re.fullmatch(
-            rf"/{tenant}/v2\.0/\.well-known/openid-configuration", request.path
-        ):
-            return (
-                200,
-                {},
-                {
-                    "issuer": f"{self.authority}/v2.0",
-                    "authorization_endpoint": f"{self.authority}/oauth2/v2.0/authorize",
-                    "token_endpoint": f"{self.authority}/oauth2/v2.0/token",
-                    "device_authorization_endpoint": f"{self.authority}/oauth2/v2.0/devicecode",
-                },
+    routes = Map(
+        [
+            Rule(
+                "/<tenant>/v2.0/.well-known/openid-configuration",
+                endpoint="openid_configuration",
+                methods=["GET"],
+            ),
+            Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
+        ]
+    )
+
+    def unrouted(self, request: Request, status: int) -> Response:
+        return status, {}, {"error": "not_found", "error_description": f"no route {request.path}"}
+
+    def _tenant(self, tenant: str) -> None:
+        if tenant.lower() != self.tenant.lower():
+            raise Answer(
+                (
+                    400,
+                    {},
+                    {
+                        "error": "invalid_tenant",
+                        "error_description": f"AADSTS90002: Tenant '{tenant}' not found.",
+                    },
+                )
             )
-        token_path = rf"/{tenant}/oauth2/v2\.0/token"
-        if request.method == "POST" and re.fullmatch(token_path, request.path):
-            return self._token(parse_qs(request.body.decode()))
-        return 404, {}, {"error": "not_found", "error_description": f"no route {request.path}"}
+
+    def openid_configuration(self, request: Request, tenant: str) -> Response:
+        self._tenant(tenant)
+        return (
+            200,
+            {},
+            {
+                "issuer": f"{self.authority}/v2.0",
+                "authorization_endpoint": f"{self.authority}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{self.authority}/oauth2/v2.0/token",
+                "device_authorization_endpoint": f"{self.authority}/oauth2/v2.0/devicecode",
+            },
+        )
+
+    def token(self, request: Request, tenant: str) -> Response:
+        self._tenant(tenant)
+        return self._token(parse_qs(request.body.decode()))
 
     def _token(self, form: dict[str, list[str]]) -> Response:
         def one(key: str) -> str:
