@@ -3,6 +3,8 @@ a message, what may be attached, and what counts as an address."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
@@ -11,6 +13,16 @@ from email.headerregistry import Address
 from domain.mail.kinds import ViewPolicy
 
 MAX_ATTACHMENTS_BYTES = 100 * 1024 * 1024  # 100 MB per email, as Business Central allows
+# The lengths the outbox columns hold (domain/mail/models.py); a subject also stays
+# within RFC 5322's 998 characters of a line.
+MAX_SUBJECT = 998
+MAX_SCENARIO = 100
+MAX_CREATED_BY = 50
+MAX_ATTACHMENT_NAME = 250
+MAX_CONTENT_TYPE = 100
+# What str.splitlines() breaks on: any of them in a header ends the header there.
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*")
 
 
 class MailRuleError(ValueError):
@@ -65,6 +77,32 @@ def parse_addresses(values: str | Iterable[str]) -> list[str]:
     if isinstance(values, str):
         values = values.replace(",", ";").split(";")
     return [parse_address(v) for v in values if v.strip()]
+
+
+def check_header_text(field: str, value: str, max_length: int) -> str:
+    """A value that goes into a header (or a column of that length): one line, no control
+    characters, at most `max_length` characters. Returns it; refuses it naming `field`."""
+    if len(value) > max_length:
+        raise MailRuleError(f"the {field} is {len(value)} characters; at most {max_length}")
+    for char in value:
+        if char in LINE_BREAKS or (unicodedata.category(char) == "Cc" and char != "\t"):
+            raise MailRuleError(
+                f"the {field} contains a line break or control character (U+{ord(char):04X}); "
+                "it must be one line"
+            )
+    return value
+
+
+def check_attachment(filename: str, content_type: str) -> None:
+    """An attachment's name and MIME type as a header can carry them."""
+    check_header_text("attachment name", filename, MAX_ATTACHMENT_NAME)
+    if not filename.strip():
+        raise MailRuleError("an attachment needs a name")
+    check_header_text("attachment content type", content_type, MAX_CONTENT_TYPE)
+    if not _CONTENT_TYPE.fullmatch(content_type):
+        raise MailRuleError(
+            f"the attachment content type {content_type!r} is not a MIME type (type/subtype)"
+        )
 
 
 def check_attachment_sizes(sizes: Sequence[tuple[str, int]]) -> int:

@@ -21,10 +21,15 @@ from domain.mail.models import (
     OutboxMessage,
 )
 from domain.mail.rules import (
+    MAX_CREATED_BY,
+    MAX_SCENARIO,
+    MAX_SUBJECT,
     MailRuleError,
     RelatedRecord,
     account_for_scenario,
+    check_attachment,
     check_attachment_sizes,
+    check_header_text,
     parse_addresses,
 )
 from jobs.mail.accounts import default_account_id, get_account, scenario_assignments
@@ -64,8 +69,9 @@ def compose(
     to_list, cc_list, bcc_list = parse_addresses(to), parse_addresses(cc), parse_addresses(bcc)
     if not (to_list or cc_list or bcc_list):
         raise MailRuleError("an email needs at least one recipient")
-    if "\n" in subject or "\r" in subject:
-        raise MailRuleError("a subject is one line")
+    check_header_text("subject", subject, MAX_SUBJECT)
+    check_header_text("scenario", scenario, MAX_SCENARIO)
+    check_header_text("created by", created_by, MAX_CREATED_BY)
     if account_name is not None:  # an explicit account (a test message) wins over routing
         account = get_account(session, account_name)
         account_id = account.id
@@ -80,6 +86,8 @@ def compose(
         select(DefaultAttachment).where(DefaultAttachment.scenario == scenario)
     ).scalars()
     files = [Attachment(d.filename, d.data, d.content_type) for d in defaults] + list(attachments)
+    for f in files:
+        check_attachment(f.filename, f.content_type)
     check_attachment_sizes([(f.filename, len(f.data)) for f in files])
     outbox_id = str(uuid.uuid4())
     message = OutboxMessage(

@@ -220,13 +220,19 @@ class MailDispatcher:
         send_as = substitute.send_as if substitute and substitute.account_id == account.id else None
         sender = sender_address(account.address, send_as)
         now = self.clock()
-        mime = build_mime(message, attachments, sender, now)  # type: ignore[arg-type]
         fields = {
             "outbox_id": message.id,
             "message_id": message.message_id,
             "account": account.name,
             "scenario": message.scenario,
         }
+        try:
+            mime = build_mime(message, attachments, sender, now)  # type: ignore[arg-type]
+            size = len(mime.as_bytes())
+        except Exception as exc:  # nothing was handed over: this message fails, alone
+            reason = f"the message could not be built: {type(exc).__name__}: {exc}"
+            self._after_failure(message, PermanentSendError(reason), counters, fields)
+            return
         try:
             connector = self._connectors.get(account.id) or self.connector_for(account)
             self._connectors[account.id] = connector
@@ -248,7 +254,7 @@ class MailDispatcher:
                     to_addresses=message.to_addresses,
                     cc_addresses=message.cc_addresses,
                     bcc_addresses=message.bcc_addresses,
-                    size=len(mime.as_bytes()),
+                    size=size,
                     sent_at=now,
                 )
             )

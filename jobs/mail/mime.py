@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from domain.mail.models import OutboxAttachment, OutboxMessage
+from domain.mail.rules import MAX_SUBJECT, check_attachment, check_header_text
 
 
 def build_mime(
@@ -16,6 +17,11 @@ def build_mime(
     sender: str,
     now: datetime,
 ) -> EmailMessage:
+    """Raises MailRuleError naming the field when a stored value cannot be a header (a row
+    from before the compose checks, or written around them)."""
+    check_header_text("subject", message.subject, MAX_SUBJECT)
+    for attachment in attachments:
+        check_attachment(attachment.filename, attachment.content_type)
     mime = EmailMessage()
     mime["From"] = sender
     if message.to_addresses:
