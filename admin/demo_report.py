@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin.demo_setup import SMTP_ACCOUNT, Expected
 from admin.tables import render_table
 from domain.interactions.models import InteractionLogEntry
-from domain.mail.models import RATE_WINDOWS, EmailAccount
+from domain.mail.models import RATE_SENDS, EmailAccount
+from domain.mail.rate import busiest_window
 from domain.queue.models import JobQueueEntry, JobQueueLogEntry
 from domain.queue.status import EntryStatus, LogStatus
 from domain.sales.defaults import DEFAULTS
@@ -209,8 +210,12 @@ def collect(
             code: runs[0].started_at for code, runs in _runs(session).items() if code in SYNC_ORDER
         }
         smtp_id = session.scalar(select(EmailAccount.id).where(EmailAccount.name == SMTP_ACCOUNT))
-        busiest = session.scalar(
-            select(func.max(RATE_WINDOWS.c.sent)).where(RATE_WINDOWS.c.account_id == smtp_id)
+        busiest = busiest_window(
+            list(
+                session.scalars(
+                    select(RATE_SENDS.c.sent_at).where(RATE_SENDS.c.account_id == smtp_id)
+                )
+            )
         )
         interactions = session.scalar(select(func.count()).select_from(InteractionLogEntry))
     shared = services.graph.mailboxes[SHARED_MAILBOX]

@@ -1,19 +1,21 @@
 """Email benchmark: 5,000 queued messages through two SMTP accounts (a real aiosmtpd
 server on loopback, STARTTLS + AUTH, two dispatchers in parallel) on PostgreSQL; then the
-default 30 per minute per account on a compressed clock, which must reach at least 95%
-of the allowed rate and never exceed it in any minute.
+default 30 per minute per account on a compressed clock; then in real time with two
+dispatch processes, measured by the arrival times at the SMTP server. The limit must
+hold in every rolling 60 s and reach at least 95 % of the allowed rate.
 
-    python -m bench.email [--messages 5000] [--limited 900]
+    python -m bench.email [--messages 5000] [--limited 900] [--realtime 90]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import ssl
 import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from sqlalchemy import select
 from domain.db import make_engine, make_session_factory
 from domain.mail.kinds import Connector
 from domain.mail.models import SentEmail
+from domain.mail.rate import busiest_window
 from domain.migrations import upgrade
 from jobs.mail import accounts
 from jobs.mail.compose import compose
@@ -76,16 +79,15 @@ def _drop(name: str) -> None:
     admin.close()
 
 
-def _run(
-    messages: int, limit: int, smtp: SmtpServer, clock: CompressedClock | None
-) -> dict[str, float]:
-    name, url = _database()
+def _seed(
+    url: str, key: bytes, messages: int, limit: int, smtp: SmtpServer, start: datetime
+) -> None:
+    """Two SMTP accounts with `limit` each, and `messages` queued between them."""
     engine = make_engine(url)
     try:
         upgrade(engine)
         sessions = make_session_factory(engine)
-        secrets = SecretBox(Fernet.generate_key())
-        start = clock.start if clock else datetime.now(UTC)
+        secrets = SecretBox(key)
         with sessions.begin() as session:
             for account, scenario in (("Sales", "Sales Invoice"), ("Purchase", "Purchase Order")):
                 accounts.add_account(
@@ -114,7 +116,21 @@ def _run(
                     body="Please find the document attached.",
                     now=start,
                 )
-        factory = connector_factory(engine, secrets, ssl_context=smtp.client_tls)
+    finally:
+        engine.dispose()
+
+
+def _run(
+    messages: int, limit: int, smtp: SmtpServer, clock: CompressedClock | None
+) -> dict[str, float]:
+    name, url = _database()
+    key = Fernet.generate_key()
+    engine = make_engine(url)
+    try:
+        start = clock.start if clock else datetime.now(UTC)
+        _seed(url, key, messages, limit, smtp, start)
+        sessions = make_session_factory(engine)
+        factory = connector_factory(engine, SecretBox(key), ssl_context=smtp.client_tls)
         now_fn = clock if clock else (lambda: datetime.now(UTC))
         sleep_fn = clock.sleep if clock else time.sleep
         workers = [MailDispatcher(engine, factory, clock=now_fn, sleep=sleep_fn) for _ in range(2)]
@@ -129,27 +145,83 @@ def _run(
         elapsed = time.perf_counter() - began
         with sessions() as session:
             sent = session.execute(select(SentEmail.account_name, SentEmail.sent_at)).all()
-        per_minute = Counter((a, s.replace(second=0, microsecond=0)) for a, s in sent)
+        by_account: dict[str, list[datetime]] = {}
+        for account_name, sent_at in sent:
+            by_account.setdefault(account_name, []).append(sent_at)
         result = {
             "sent": float(len(sent)),
             "per_s": len(sent) / elapsed,
-            "max_per_minute": float(max(per_minute.values())),
+            "max_per_minute": float(max(busiest_window(m) for m in by_account.values())),
         }
-        if clock:  # the allowed rate over the minutes from the first send to the last one's end
-            last = max(s for _, s in sent).replace(second=0, microsecond=0) + timedelta(minutes=1)
-            minutes = (last - start).total_seconds() / 60
-            result["fraction"] = len(sent) / (2 * limit * minutes)
-            result["sim_minutes"] = minutes
+        if clock:
+            result["fraction"] = _fraction(by_account, limit)
+            result["sim_minutes"] = max(
+                (max(m) - min(m)).total_seconds() / 60 for m in by_account.values()
+            )
         return result
     finally:
         engine.dispose()
         _drop(name)
 
 
+def _fraction(moments: dict[str, list[datetime]], limit: int) -> float:
+    """The least of the accounts' share of what a rolling limit allows between their
+    first and last send: `limit` in the first window and `limit` more per 60 s after."""
+    return min(
+        len(m) / (limit * (1 + (max(m) - min(m)).total_seconds() / 60)) for m in moments.values()
+    )
+
+
+def _dispatch_process(url: str, key: bytes, ca_file: str) -> None:
+    """One dispatch process, as a worker runs the email-dispatch entry, until the outbox
+    is empty."""
+    configure_logging("WARNING", process="bench")
+    engine = make_engine(url)
+    tls = ssl.create_default_context(cafile=ca_file)
+    factory = connector_factory(engine, SecretBox(key), ssl_context=tls)
+    MailDispatcher(engine, factory).run(max_seconds=900)
+    engine.dispose()
+
+
+def realtime(messages: int, limit: int, smtp: SmtpServer) -> dict[str, float]:
+    """Two dispatch processes in real time; counted at the SMTP server as it received."""
+    name, url = _database()
+    key = Fernet.generate_key()
+    try:
+        _seed(url, key, messages, limit, smtp, datetime.now(UTC))
+        smtp.handler.accepted.clear()
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(target=_dispatch_process, args=(url, key, smtp.ca_file))
+            for _ in range(2)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+    finally:
+        _drop(name)
+    by_sender: dict[str, list[datetime]] = {}
+    for received in smtp.handler.accepted:
+        by_sender.setdefault(received.mail_from, []).append(
+            datetime.fromtimestamp(received.at, UTC)
+        )
+    busiest = max(busiest_window(m) for m in by_sender.values())
+    return {
+        "received": float(sum(len(m) for m in by_sender.values())),
+        "busiest": float(busiest),
+        "fraction": _fraction(by_sender, limit),
+        "span_s": max((max(m) - min(m)).total_seconds() for m in by_sender.values()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--limited", type=int, default=900, help="messages for the 30/min run")
+    parser.add_argument(
+        "--realtime", type=int, default=180, help="messages for the real-time 30/min run"
+    )
     args = parser.parse_args()
     configure_logging("WARNING", process="bench")
     with tempfile.TemporaryDirectory() as folder, SmtpServer(Path(folder)) as smtp:
@@ -157,16 +229,32 @@ def main() -> None:
         accepted_fast = len(smtp.handler.accepted)
         clock = CompressedClock(datetime.now(UTC).replace(second=0, microsecond=0))
         limited = _run(args.limited, 30, smtp, clock)
+        real = realtime(args.realtime, 30, smtp)
     rows = [
         ("no limit: messages sent", f"{fast['sent']:.0f}", f"server accepted {accepted_fast}"),
         ("no limit: messages per second", f"{fast['per_s']:.1f}", ""),
         (
             "30/min each: messages sent",
             f"{limited['sent']:.0f}",
-            f"over {limited['sim_minutes']:.1f} simulated minutes",
+            f"over {limited['sim_minutes']:.1f} simulated minutes (first to last send)",
         ),
         ("30/min each: fraction of allowed rate", f"{limited['fraction']:.3f}", "target >= 0.95"),
-        ("30/min each: busiest account-minute", f"{limited['max_per_minute']:.0f}", "never > 30"),
+        (
+            "30/min each: busiest rolling 60 s",
+            f"{limited['max_per_minute']:.0f}",
+            "never > 30 (simulated send times)",
+        ),
+        (
+            "real time, 2 processes: received",
+            f"{real['received']:.0f}",
+            f"over {real['span_s']:.0f} s at the SMTP server",
+        ),
+        (
+            "real time: busiest rolling 60 s",
+            f"{real['busiest']:.0f}",
+            "never > 30 (server arrival times)",
+        ),
+        ("real time: fraction of allowed rate", f"{real['fraction']:.3f}", "target >= 0.95"),
     ]
     print("email: 2 SMTP accounts (STARTTLS + AUTH, aiosmtpd), 2 dispatchers, PostgreSQL")
     for label, value, note in rows:

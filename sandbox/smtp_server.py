@@ -36,11 +36,37 @@ class Received:
 class Handler:
     accepted: list[Received] = field(default_factory=list)
     drop_next: int = 0  # messages to drop mid-DATA before accepting any
+    # messages to take (queued for delivery) and then drop the connection before the 250:
+    # the client cannot know the server has them
+    lose_answer_next: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     # XOAUTH2 (Exchange Online's SMTP AUTH with OAuth): (user, access token) -> valid?
     # None refuses every token.
     token_check: Callable[[str, str], bool] | None = None
     xoauth2_users: list[str] = field(default_factory=list)
+    # Recipients the server refuses (address -> its reply, e.g. "550 5.1.1 User unknown"),
+    # each for `times` RCPTs (None: always).
+    refuse: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+
+    def refuse_recipient(self, address: str, reply: str, times: int | None = None) -> None:
+        with self.lock:
+            self.refuse[address.lower()] = (reply, times)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self.lock:
+            refused = self.refuse.get(address.lower())
+            if refused is not None:
+                reply, times = refused
+                if times is not None:
+                    if times <= 1:
+                        del self.refuse[address.lower()]
+                    else:
+                        self.refuse[address.lower()] = (reply, times - 1)
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
         """SASL XOAUTH2: base64("user=" user ^A "auth=Bearer " token ^A ^A)."""
@@ -84,6 +110,10 @@ class Handler:
                     time.time(),
                 )
             )
+            if self.lose_answer_next > 0:
+                self.lose_answer_next -= 1
+                server.transport.close()
+                return "421 closing"
         return "250 OK: queued"
 
 

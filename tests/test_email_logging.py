@@ -294,3 +294,33 @@ def test_the_job_sleeps_on_an_empty_inbox_and_logs_when_run(
         )
     logs = finished_logs(sessions, "EMAIL-LOGGING")
     assert logs and all(log.status.value == "Success" for log in logs)
+
+
+def test_a_message_id_of_any_length_is_logged_and_found_again(
+    engine: Any, sessions: Any, mail: MailSandbox, directory: None
+) -> None:
+    long_id = "<" + "x" * 300 + "@mail.fabrikam.example>"  # issue 14: 300 characters
+    deliver(mail, "graph", sender=JO, to=[ROBIN], subject="long", internet_message_id=long_id)
+    deliver(mail, "graph", sender=ROBIN, to=[JO], subject="short")
+    counters = run(engine, mail, "graph", batch_size=10)
+    assert (counters.logged, counters.failed, counters.moved) == (2, 0, 2)
+    assert {e.message_id for e in entries(sessions)} >= {long_id}
+    deliver(mail, "graph", sender=JO, to=[ROBIN], subject="long", internet_message_id=long_id)
+    again = run(engine, mail, "graph", batch_size=10)  # the same message, read again
+    assert (again.logged, again.already_logged) == (0, 1)
+
+
+def test_a_message_the_database_refuses_fails_alone_and_stays_in_the_inbox(
+    engine: Any, sessions: Any, mail: MailSandbox, directory: None
+) -> None:
+    deliver(mail, "graph", sender=JO, to=[ROBIN], subject="good 1")
+    deliver(mail, "graph", sender=JO, to=[ROBIN], subject="nul \x00 inside")
+    deliver(mail, "graph", sender=ROBIN, to=[JO], subject="good 2")
+    counters = run(engine, mail, "graph", batch_size=10)
+    logged = sorted(e.subject for e in entries(sessions))
+    if engine.dialect.name == "postgresql":  # PostgreSQL text cannot hold NUL
+        assert logged == ["good 1", "good 2"]
+        assert (counters.failed, counters.moved) == (1, 2)
+        assert [m["subject"] for m in inbox(mail, "graph").values()] == ["nul \x00 inside"]
+    else:  # SQLite stores it: nothing to refuse
+        assert len(logged) == 3 and counters.failed == 0

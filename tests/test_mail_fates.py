@@ -34,6 +34,14 @@ def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
         yield server
 
 
+@pytest.fixture
+def sales(sessions: sessionmaker[Session], secrets: SecretBox, smtp: SmtpServer) -> SmtpServer:
+    """The Sales SMTP account (the default) on the sandbox server."""
+    with sessions.begin() as session:
+        smtp_account(session, secrets, smtp, "Sales", "sales@cronus.com")
+    return smtp
+
+
 def _compose(sessions: sessionmaker[Session], **changes: object) -> str:
     values: dict[str, object] = {
         "created_by": "ann",
@@ -48,11 +56,10 @@ def _compose(sessions: sessionmaker[Session], **changes: object) -> str:
 
 
 @pytest.mark.parametrize("brk", LINE_BREAKS)
+@pytest.mark.usefixtures("sales")
 def test_compose_refuses_a_subject_with_any_line_break_naming_the_field(
     sessions: sessionmaker[Session], secrets: SecretBox, smtp: SmtpServer, brk: str
 ) -> None:
-    with sessions.begin() as session:
-        smtp_account(session, secrets, smtp, "Sales", "sales@cronus.com")
     with pytest.raises(MailRuleError, match="subject"):
         _compose(sessions, subject=f"Invoice{brk}Bcc: everyone@example.com")
     assert count(sessions, OutboxMessage) == 0
@@ -70,6 +77,7 @@ def test_compose_refuses_a_subject_with_any_line_break_naming_the_field(
         ({"attachments": [Attachment("a.pdf", b"1", "not a type")]}, "content type"),
     ],
 )
+@pytest.mark.usefixtures("sales")
 def test_compose_refuses_what_cannot_be_stored_or_built_and_keeps_nothing(
     sessions: sessionmaker[Session],
     secrets: SecretBox,
@@ -77,8 +85,6 @@ def test_compose_refuses_what_cannot_be_stored_or_built_and_keeps_nothing(
     changes: dict[str, object],
     field: str,
 ) -> None:
-    with sessions.begin() as session:
-        smtp_account(session, secrets, smtp, "Sales", "sales@cronus.com")
     with pytest.raises(MailRuleError, match=field):
         _compose(sessions, **changes)
     assert count(sessions, OutboxMessage) == 0 and count(sessions, OutboxAttachment) == 0
@@ -107,11 +113,10 @@ def test_any_subject_the_check_accepts_builds_a_message(subject: str) -> None:
     assert parsed["Bcc"] is None and len(parsed.get_all("To") or []) == 1
 
 
+@pytest.mark.usefixtures("sales")
 def test_a_message_that_still_cannot_be_built_fails_alone_at_once(
     sessions: sessionmaker[Session], engine: object, secrets: SecretBox, smtp: SmtpServer
 ) -> None:
-    with sessions.begin() as session:
-        smtp_account(session, secrets, smtp, "Sales", "sales@cronus.com")
     bad = _compose(sessions, subject="first")
     good = _compose(sessions, subject="second")
     with sessions.begin() as session:  # a row written past compose (an old version, raw SQL)
@@ -127,3 +132,95 @@ def test_a_message_that_still_cannot_be_built_fails_alone_at_once(
         assert "subject" in failed.last_error and "uncertain" not in failed.last_error
         assert session.get(SentEmail, good) is not None
     assert len(smtp.handler.accepted) == 1
+
+
+@pytest.mark.usefixtures("sales")
+def test_a_refused_recipient_is_recorded_with_the_servers_reply_and_the_rest_is_sent(
+    sessions: sessionmaker[Session],
+    engine: object,
+    secrets: SecretBox,
+    smtp: SmtpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    smtp.handler.refuse_recipient("nobody@fabrikam.com", "550 5.1.1 User unknown")
+    outbox_id = _compose(sessions, to="buyer@fabrikam.com; nobody@fabrikam.com")
+    counters = dispatcher(engine, secrets, smtp, Clock(T0)).run(max_seconds=30)  # type: ignore[arg-type]
+    assert counters.sent == 1
+    [received] = smtp.handler.accepted
+    assert received.rcpt_tos == ["buyer@fabrikam.com"]
+    with sessions() as session:
+        sent = session.get(SentEmail, outbox_id)
+        assert sent is not None
+        assert sent.refused_recipients == {"nobody@fabrikam.com": "550 5.1.1 User unknown"}
+        assert session.get(OutboxMessage, outbox_id) is None  # nothing left to try
+    out = capsys.readouterr().out
+    assert '"email.sent"' in out
+    assert '"refused": {"nobody@fabrikam.com": "550 5.1.1 User unknown"}' in out
+
+
+@pytest.mark.usefixtures("sales")
+def test_a_recipient_refused_for_now_is_retried_alone_and_then_delivered(
+    sessions: sessionmaker[Session], engine: object, secrets: SecretBox, smtp: SmtpServer
+) -> None:
+    smtp.handler.refuse_recipient("busy@fabrikam.com", "451 4.2.1 Mailbox busy", times=1)
+    outbox_id = _compose(sessions, to="buyer@fabrikam.com", cc="busy@fabrikam.com")
+    clock = Clock(T0)
+    patient = dispatcher(engine, secrets, smtp, clock)  # type: ignore[arg-type]
+    patient.backoff_seconds = 60
+    first = patient.run(max_seconds=1, wait_for_window=False)
+    assert first.sent == 0 and first.retried == 1 and first.waiting == 1
+    with sessions() as session:
+        sent = session.get(SentEmail, outbox_id)
+        waiting = session.get(OutboxMessage, outbox_id)
+        assert sent is not None and sent.refused_recipients == {
+            "busy@fabrikam.com": "451 4.2.1 Mailbox busy"
+        }
+        assert waiting is not None and waiting.status is OutboxStatus.QUEUED
+        assert waiting.envelope_to == ["busy@fabrikam.com"]
+    clock.sleep(3600)
+    assert dispatcher(engine, secrets, smtp, clock).run(max_seconds=1).sent == 1  # type: ignore[arg-type]
+    assert [r.rcpt_tos for r in smtp.handler.accepted] == [
+        ["buyer@fabrikam.com"],
+        ["busy@fabrikam.com"],
+    ]
+    second = message_from_bytes(smtp.handler.accepted[1].content, policy=policy.default)
+    assert second["Cc"] == "busy@fabrikam.com" and second["To"] == "buyer@fabrikam.com"
+    with sessions() as session:
+        sent = session.get(SentEmail, outbox_id)
+        assert sent is not None and sent.refused_recipients == {}
+        assert session.get(OutboxMessage, outbox_id) is None
+
+
+@pytest.mark.usefixtures("sales")
+def test_every_recipient_refused_for_good_fails_the_message_with_the_replies(
+    sessions: sessionmaker[Session], engine: object, secrets: SecretBox, smtp: SmtpServer
+) -> None:
+    smtp.handler.refuse_recipient("nobody@fabrikam.com", "550 5.1.1 User unknown")
+    outbox_id = _compose(sessions, to="nobody@fabrikam.com")
+    counters = dispatcher(engine, secrets, smtp, Clock(T0)).run(max_seconds=5)  # type: ignore[arg-type]
+    assert counters.failed == 1 and smtp.handler.accepted == []
+    with sessions() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message is not None and message.status is OutboxStatus.FAILED
+        assert "nobody@fabrikam.com: 550 5.1.1 User unknown" in (message.last_error or "")
+        assert session.get(SentEmail, outbox_id) is None
+
+
+@pytest.mark.usefixtures("sales")
+def test_a_send_retried_after_a_lost_answer_says_it_may_be_a_duplicate(
+    sessions: sessionmaker[Session],
+    engine: object,
+    secrets: SecretBox,
+    smtp: SmtpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outbox_id = _compose(sessions)
+    smtp.handler.lose_answer_next = 1  # the server has it, the 250 never arrives
+    counters = dispatcher(engine, secrets, smtp, Clock(T0)).run(max_seconds=5)  # type: ignore[arg-type]
+    assert counters.retried == 1 and counters.sent == 1
+    assert len(smtp.handler.accepted) == 2  # the recipient got it twice
+    with sessions() as session:
+        sent = session.get(SentEmail, outbox_id)
+        assert sent is not None and sent.possible_duplicate
+    out = capsys.readouterr().out
+    assert '"possibly_delivered": true' in out and '"possible_duplicate": true' in out

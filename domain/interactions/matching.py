@@ -7,6 +7,7 @@ case-insensitively; a message between no salesperson and no contact makes none.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,11 @@ def message(
         has_attachments=has_attachments,
         link=link,
     )
+
+
+def message_key(message_id: str) -> str:
+    """The fixed-length key a Message-ID of any length is found by (SHA-256, hex)."""
+    return hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _utc(moment: datetime) -> datetime:

@@ -94,7 +94,7 @@ class InteractionLogEntry(Base):
     __tablename__ = "interaction_log_entries"
     __table_args__ = (
         UniqueConstraint(
-            "message_id", "contact_no", "salesperson_code", name="uq_interaction_message_pair"
+            "message_key", "contact_no", "salesperson_code", name="uq_interaction_message_pair"
         ),
         Index("ix_interaction_log_entries_contact", "contact_no"),
     )
@@ -109,7 +109,9 @@ class InteractionLogEntry(Base):
     subject: Mapped[str] = mapped_column(String(250), default="")
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     logged_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    message_id: Mapped[str] = mapped_column(String(250))  # the internet message id
+    message_id: Mapped[str] = mapped_column(Text)  # the internet message id, whole
+    # Its SHA-256 (hex): a Message-ID from the internet can be any length, an index key not.
+    message_key: Mapped[str] = mapped_column(String(64))
     link: Mapped[str] = mapped_column(Text, default="")  # opens the message where it is stored
     attachments: Mapped[bool] = mapped_column(Boolean, default=False)
     opportunity_no: Mapped[str | None] = mapped_column(String(20), nullable=True)

@@ -143,6 +143,12 @@ class OutboxMessage(Base):
     to_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
     cc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
     bcc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # When set, the recipients still to deliver to (the others have it): a retry after
+    # some recipients were refused for now goes to them only, with the same headers.
+    envelope_to: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # An attempt ended without knowing whether the server had the message (the
+    # connection dropped mid-send): the next one may deliver it twice.
+    possibly_delivered: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -183,6 +189,12 @@ class SentEmail(Base):
     bcc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
     size: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Recipients the server refused (address -> its reply); a temporary refusal stays
+    # here until a later attempt delivers to that recipient.
+    refused_recipients: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # The hand-over was retried after one whose outcome was unknown: the recipient may
+    # have it twice.
+    possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class EmailRelatedRecord(Base):
@@ -204,17 +216,21 @@ class EmailViewPolicy(Base):
     policy: Mapped[ViewPolicy] = mapped_column(enum_type(ViewPolicy, "email_view_policy"))
 
 
-class EmailRateWindow(Base):
-    """Messages sent per account per minute, shared by every worker on every machine."""
+class EmailRateSend(Base):
+    """One send of an account, when its hand-over started (and, once it is done, when it
+    ended): what the rolling-window limit counts, shared by every worker on every
+    machine. Rows older than a day are removed as new ones come."""
 
-    __tablename__ = "email_rate_windows"
+    __tablename__ = "email_rate_sends"
+    __table_args__ = (Index("ix_email_rate_sends_account_sent_at", "account_id", "sent_at"),)
 
-    account_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    sent: Mapped[int] = mapped_column(Integer, default=0)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recipients: Mapped[int] = mapped_column(Integer, default=1)
 
 
-RATE_WINDOWS: Table = cast(Table, EmailRateWindow.__table__)
+RATE_SENDS: Table = cast(Table, EmailRateSend.__table__)
 ACCOUNTS: Table = cast(Table, EmailAccount.__table__)
 OUTBOX: Table = cast(Table, OutboxMessage.__table__)
 OUTBOX_ATTACHMENTS: Table = cast(Table, OutboxAttachment.__table__)

@@ -1,57 +1,85 @@
-"""Per-account messages-per-minute, shared through the database by every worker on every
-machine: a slot is taken in a short transaction of its own before a message is handed
-to the provider, so no minute ever holds more sends than the account's limit."""
+"""Per-account sending limits over a rolling window, shared through the database by every
+worker on every machine.
+
+Receivers and throttling services count a rolling window, not clock minutes: an account
+limited to 30 a minute must never have sent 31 in any 60 seconds. Before a message is
+handed to the provider, one short transaction holds the account's row, counts the
+account's sends in the window and records this one. A send is recorded when its
+hand-over starts and moved to when it ended (`handed_over`), so a slow hand-over is
+counted from when the server had it; the window is one second longer than a minute
+to absorb the time between the end of a hand-over and the server's receipt.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from domain.mail.models import RATE_WINDOWS as W
+from domain.mail.models import ACCOUNTS as A
+from domain.mail.models import RATE_SENDS as S
 
-KEEP_WINDOWS = timedelta(hours=1)
-
-
-def window_start(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
+WINDOW = timedelta(seconds=61)
+KEEP = timedelta(days=1)
 
 
-def next_window(moment: datetime) -> datetime:
-    return window_start(moment) + timedelta(minutes=1)
+@dataclass(frozen=True)
+class Slot:
+    """A send the limit allows (`id` of its record), or when the next one frees."""
+
+    id: int | None = None
+    free_at: datetime | None = None
+
+    @property
+    def taken(self) -> bool:
+        return self.free_at is None
 
 
-def _take(conn: Connection, account_id: int, start: datetime, limit: int) -> bool:
-    return bool(
-        conn.execute(
-            update(W)
-            .where(W.c.account_id == account_id, W.c.window_start == start, W.c.sent < limit)
-            .values(sent=W.c.sent + 1)
-        ).rowcount
-    )
-
-
-def take_slot(conn: Connection, account_id: int, limit: int, now: datetime) -> bool:
-    """Within the caller's transaction: take one send of this minute for the account;
-    False when the minute is full. A limit of 0 means no limit."""
+def take_slot(conn: Connection, account_id: int, limit: int, now: datetime) -> Slot:
+    """Within the caller's transaction: record one send of the account now, unless `limit`
+    sends fall in the window already; then say when the oldest of them leaves it. A limit
+    of 0 means no limit (nothing is recorded)."""
     if limit <= 0:
-        return True
-    start = window_start(now)
-    if _take(conn, account_id, start, limit):
-        return True
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(W).values(account_id=account_id, window_start=start, sent=1))
-    except IntegrityError:  # the minute exists (full, or another worker just opened it)
-        return _take(conn, account_id, start, limit)
-    conn.execute(
-        delete(W).where(W.c.account_id == account_id, W.c.window_start < start - KEEP_WINDOWS)
+        return Slot()
+    # Serializes the account's takers: on PostgreSQL the row lock, on SQLite the writer
+    # lock every transaction of ours takes at BEGIN.
+    conn.execute(select(A.c.id).where(A.c.id == account_id).with_for_update())
+    recent = (
+        conn.execute(
+            select(S.c.sent_at)
+            .where(S.c.account_id == account_id, S.c.sent_at > now - WINDOW)
+            .order_by(S.c.sent_at)
+        )
+        .scalars()
+        .all()
     )
-    return True
+    if len(recent) >= limit:
+        return Slot(free_at=recent[len(recent) - limit] + WINDOW)
+    slot_id = conn.execute(
+        insert(S).values(account_id=account_id, sent_at=now, recipients=1).returning(S.c.id)
+    ).scalar_one()
+    conn.execute(delete(S).where(S.c.account_id == account_id, S.c.sent_at < now - KEEP))
+    return Slot(id=slot_id)
 
 
-def try_take_slot(engine: Engine, account_id: int, limit: int, now: datetime) -> bool:
+def handed_over(conn: Connection, slot: Slot, at: datetime) -> None:
+    """The hand-over of this send ended at `at`: count it from then."""
+    if slot.id is not None:
+        conn.execute(update(S).where(S.c.id == slot.id, S.c.sent_at < at).values(sent_at=at))
+
+
+def try_take_slot(engine: Engine, account_id: int, limit: int, now: datetime) -> Slot:
     """take_slot in a transaction of its own."""
     with engine.begin() as conn:
         return take_slot(conn, account_id, limit, now)
+
+
+def busiest_window(moments: list[datetime], window: timedelta = timedelta(seconds=60)) -> int:
+    """The most of `moments` that fall in any `window` (a rolling count, for reports)."""
+    ordered, most, start = sorted(moments), 0, 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

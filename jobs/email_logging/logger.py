@@ -15,18 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from domain.clock import utcnow
 from domain.interactions.matching import (
     Directory,
-    Interaction,
     MailMessage,
     interactions,
+    message_key,
     new_pairs,
 )
 from domain.interactions.models import EMAIL_TEMPLATE, Contact, InteractionLogEntry
 from domain.sales.models import Salesperson, table
 from jobs.email_logging.mailbox import Fetched, SharedMailbox
+from runtime.db_errors import describe, is_transient
 from runtime.logs import get_logger
 
 log = get_logger("email_logging")
@@ -95,26 +97,48 @@ class EmailLogger:
     def _log(
         self, batch: Sequence[Fetched], directory: Directory, counters: LoggingCounters
     ) -> list[MailMessage]:
+        """Logs a page in one transaction; if the database refuses it (a value it cannot
+        store), message by message, so only the message it refuses is left out: reported
+        as bad, it stays in the Inbox. The messages that may move are returned."""
         readable: list[MailMessage] = []
-        candidates: list[tuple[str, Interaction]] = []
-        by_id: dict[str, MailMessage] = {}
         for item in batch:
             if item.message is None:
-                counters.failed += 1
-                log.warning("email_logging.bad_message", item_id=item.item_id, reason=item.error)
+                self._bad(item.item_id, item.error, counters)
                 continue
             readable.append(item.message)
-            found = interactions(item.message, directory)
-            if not found:
+            if not interactions(item.message, directory):
                 counters.unmatched += 1
-            by_id[item.message.message_id] = item.message
-            candidates += [(item.message.message_id, i) for i in found]
-        if not candidates:
+        try:
+            self._write(readable, directory, counters)
             return readable
+        except (SQLAlchemyError, ValueError) as exc:  # psycopg2 refuses NUL as ValueError
+            if is_transient(exc):
+                raise
+        stored: list[MailMessage] = []
+        for one in readable:
+            try:
+                self._write([one], directory, counters)
+            except (SQLAlchemyError, ValueError) as exc:
+                if is_transient(exc):
+                    raise
+                self._bad(one.item_id, f"it cannot be stored: {describe(exc)}", counters)
+                continue
+            stored.append(one)
+        return stored
+
+    def _write(
+        self, messages: Sequence[MailMessage], directory: Directory, counters: LoggingCounters
+    ) -> None:
+        """The interactions of these messages not logged yet, in one transaction; the
+        counters change only once it committed."""
+        by_key = {message_key(m.message_id): m for m in messages}
+        candidates = [(key, i) for key, m in by_key.items() for i in interactions(m, directory)]
+        if not candidates:
+            return
         with self.db.begin() as conn:
             logged = conn.execute(
-                select(ILE.c.message_id, ILE.c.contact_no, ILE.c.salesperson_code).where(
-                    ILE.c.message_id.in_(list(by_id))
+                select(ILE.c.message_key, ILE.c.contact_no, ILE.c.salesperson_code).where(
+                    ILE.c.message_key.in_(list(by_key))
                 )
             )
             logged_at = utcnow()
@@ -125,26 +149,30 @@ class EmailLogger:
                     "salesperson_code": i.salesperson_code,
                     "information_flow": i.flow,
                     "template_code": EMAIL_TEMPLATE,
-                    "subject": by_id[mid].subject,
-                    "occurred_at": by_id[mid].received_at,
+                    "subject": by_key[key].subject,
+                    "occurred_at": by_key[key].received_at,
                     "logged_at": logged_at,
-                    "message_id": mid,
-                    "link": by_id[mid].link,
-                    "attachments": by_id[mid].has_attachments,
+                    "message_id": by_key[key].message_id,
+                    "message_key": key,
+                    "link": by_key[key].link,
+                    "attachments": by_key[key].has_attachments,
                 }
-                for mid, i in fresh
+                for key, i in fresh
             ]
             if rows:
                 conn.execute(insert(ILE), rows)
-        written = {mid for mid, _ in fresh}
         counters.logged += len(rows)
-        counters.already_logged += len({mid for mid, _ in candidates} - written)
-        return readable
+        counters.already_logged += len({key for key, _ in candidates} - {k for k, _ in fresh})
+
+    @staticmethod
+    def _bad(item_id: str, reason: str | None, counters: LoggingCounters) -> None:
+        counters.failed += 1
+        log.warning("email_logging.bad_message", item_id=item_id, reason=reason)
 
     def _link(self, readable: Sequence[MailMessage], links: dict[str, str]) -> None:
         """Points the entries at where their messages now are (the archive)."""
         rows = [
-            {"mid": m.message_id, "new_link": links[m.item_id]}
+            {"key": message_key(m.message_id), "new_link": links[m.item_id]}
             for m in readable
             if links.get(m.item_id) and links[m.item_id] != m.link
         ]
@@ -152,7 +180,7 @@ class EmailLogger:
             with self.db.begin() as conn:
                 conn.execute(
                     update(ILE)
-                    .where(ILE.c.message_id == bindparam("mid"))
+                    .where(ILE.c.message_key == bindparam("key"))
                     .values(link=bindparam("new_link")),
                     rows,
                 )

@@ -1,7 +1,8 @@
 """The outbox dispatcher: the work of the `email-dispatch` job-queue entry.
 
 Per message: one transaction claims it (SKIP LOCKED, so workers on several machines
-share the outbox), takes a slot of its account's per-minute limit, and records the
+share the outbox), takes a slot of its account's limit (a rolling 60 s window,
+`domain.mail.rate`), and records the
 send attempt (send_started_at, attempts + 1) before anything is handed to the
 provider. A second transaction records the outcome: Sent, retried later with backoff,
 or Failed. A message found Processing long after its attempt started was being sent
@@ -26,9 +27,9 @@ from domain.mail.kinds import OutboxStatus
 from domain.mail.models import ACCOUNTS as A
 from domain.mail.models import OUTBOX as O
 from domain.mail.models import OUTBOX_ATTACHMENTS, SENT, SUBSTITUTE
-from domain.mail.rate import next_window, take_slot
+from domain.mail.rate import Slot, handed_over, take_slot
 from domain.mail.rules import sender_address
-from jobs.mail.errors import PermanentSendError, SendError, TransientSendError
+from jobs.mail.errors import Delivery, PermanentSendError, SendError, TransientSendError
 from jobs.mail.mime import build_mime, envelope_recipients
 from runtime.logs import get_logger
 
@@ -40,7 +41,7 @@ UNCERTAIN = (
 
 
 class MailConnector(Protocol):
-    def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None: ...
+    def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> Delivery | None: ...
 
 
 ConnectorFactory = Callable[[Any], MailConnector]  # account row -> connector
@@ -63,11 +64,12 @@ class DispatchCounters:
 class _Claim:
     message: Any
     account: Any
+    slot: Slot
 
 
 @dataclass
 class _Limited:
-    """The account's minute is full: its messages wait for the next window."""
+    """The account's window is full: its messages wait until a slot frees."""
 
     account_id: int
     window: datetime
@@ -192,11 +194,11 @@ class MailDispatcher:
                 self._fail(conn, message, "its email account was deleted", now)
                 counters.failed += 1
                 return _SKIPPED
-            if not take_slot(conn, account.id, account.rate_limit_per_minute, now):
-                window = next_window(now)
-                conn.execute(update(O).where(O.c.id == message.id).values(send_after=window))
+            slot = take_slot(conn, account.id, account.rate_limit_per_minute, now)
+            if slot.free_at is not None:
+                conn.execute(update(O).where(O.c.id == message.id).values(send_after=slot.free_at))
                 counters.rate_limited += 1
-                return _Limited(account.id, window)
+                return _Limited(account.id, slot.free_at)
             conn.execute(
                 update(O)
                 .where(O.c.id == message.id)
@@ -206,7 +208,7 @@ class MailDispatcher:
                     attempts=O.c.attempts + 1,
                 )
             )
-            return _Claim(message=message, account=account)
+            return _Claim(message=message, account=account, slot=slot)
 
     def _send(self, claim: _Claim, counters: DispatchCounters) -> None:
         message, account = claim.message, claim.account
@@ -233,55 +235,136 @@ class MailDispatcher:
             reason = f"the message could not be built: {type(exc).__name__}: {exc}"
             self._after_failure(message, PermanentSendError(reason), counters, fields)
             return
+        recipients = envelope_recipients(message)
         try:
             connector = self._connectors.get(account.id) or self.connector_for(account)
             self._connectors[account.id] = connector
-            connector.send(mime, sender, envelope_recipients(message))
+            delivery = connector.send(mime, sender, recipients) or Delivery()
         except SendError as exc:
             self._after_failure(message, exc, counters, fields)
             return
+        refused, later = delivery.permanent(), delivery.temporary()
+        if len(refused) + len(later) >= len(recipients):  # nobody has it
+            why = "; ".join(f"{a}: {r}" for a, r in delivery.refused.items())
+            error: SendError = (
+                TransientSendError(f"recipients refused for now: {why}")
+                if later
+                else PermanentSendError(f"recipients refused: {why}")
+            )
+            self._after_failure(message, error, counters, fields, only=list(later))
+            return
         with self.engine.begin() as conn:
+            handed_over(conn, claim.slot, self.clock())
+            self._record_sent(conn, message, account, sender, size, now, delivery)
+            if later:  # the rest waits for its retry, to those recipients only
+                delay = self._backoff(message.attempts + 1, None)
+                pending = f"recipients refused for now: {later}"
+                self._retry_later(conn, message, pending, now, delay, list(later))
+            else:
+                conn.execute(delete(O).where(O.c.id == message.id))
+        if later:
+            counters.retried += 1
+        else:
+            counters.sent += 1
+        # An email some recipients refused, or that may have arrived twice, is a warning.
+        notable = bool(delivery.refused) or bool(message.possibly_delivered)
+        (log.warning if notable else log.info)(
+            "email.sent",
+            attempt=message.attempts + 1,
+            recipients=len(recipients) - len(delivery.refused),
+            refused=delivery.refused,
+            possible_duplicate=bool(message.possibly_delivered),
+            **fields,
+        )
+
+    @staticmethod
+    def _record_sent(
+        conn: Connection,
+        message: Any,
+        account: Any,
+        sender: str,
+        size: int,
+        now: datetime,
+        delivery: Delivery,
+    ) -> None:
+        """The sent record, or (a retry to recipients refused for now) its update: those
+        delivered to now leave its refusals, those refused again stay with the new reply."""
+        existing = conn.execute(select(SENT.c.refused_recipients).where(SENT.c.id == message.id))
+        before = existing.scalar_one_or_none()
+        if before is not None:
+            delivered = set(envelope_recipients(message)) - set(delivery.refused)
+            refused = {a: r for a, r in before.items() if a not in delivered} | delivery.refused
             conn.execute(
-                insert(SENT).values(
-                    id=message.id,
-                    message_id=message.message_id,
-                    account_id=account.id,
-                    account_name=account.name,
-                    scenario=message.scenario,
-                    created_by=message.created_by,
-                    sender=sender,
-                    subject=message.subject,
-                    to_addresses=message.to_addresses,
-                    cc_addresses=message.cc_addresses,
-                    bcc_addresses=message.bcc_addresses,
-                    size=size,
-                    sent_at=now,
+                update(SENT)
+                .where(SENT.c.id == message.id)
+                .values(
+                    refused_recipients=refused,
+                    possible_duplicate=SENT.c.possible_duplicate | bool(message.possibly_delivered),
                 )
             )
-            conn.execute(delete(O).where(O.c.id == message.id))
-        counters.sent += 1
-        log.info("email.sent", attempt=message.attempts + 1, **fields)
+            return
+        conn.execute(
+            insert(SENT).values(
+                id=message.id,
+                message_id=message.message_id,
+                account_id=account.id,
+                account_name=account.name,
+                scenario=message.scenario,
+                created_by=message.created_by,
+                sender=sender,
+                subject=message.subject,
+                to_addresses=message.to_addresses,
+                cc_addresses=message.cc_addresses,
+                bcc_addresses=message.bcc_addresses,
+                size=size,
+                sent_at=now,
+                refused_recipients=delivery.refused,
+                possible_duplicate=bool(message.possibly_delivered),
+            )
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        return float(max(retry_after or 0.0, self.backoff_seconds * 2 ** (attempt - 1)))
+
+    @staticmethod
+    def _retry_later(
+        conn: Connection,
+        message: Any,
+        error: str,
+        now: datetime,
+        delay: float,
+        only: list[str] | None = None,
+        possibly_delivered: bool = False,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": OutboxStatus.QUEUED,
+            "send_after": now + timedelta(seconds=delay),
+            "send_started_at": None,
+            "last_error": error,
+        }
+        if only:
+            values["envelope_to"] = only
+        if possibly_delivered:
+            values["possibly_delivered"] = True
+        conn.execute(update(O).where(O.c.id == message.id).values(values))
 
     def _after_failure(
-        self, message: Any, exc: SendError, counters: DispatchCounters, fields: dict[str, Any]
+        self,
+        message: Any,
+        exc: SendError,
+        counters: DispatchCounters,
+        fields: dict[str, Any],
+        only: list[str] | None = None,
     ) -> None:
         now = self.clock()
         attempt = message.attempts + 1
         retry = isinstance(exc, TransientSendError) and attempt < message.max_attempts
+        uncertain = isinstance(exc, TransientSendError) and exc.uncertain
         with self.engine.begin() as conn:
             if retry:
                 assert isinstance(exc, TransientSendError)
-                delay = max(exc.retry_after or 0.0, self.backoff_seconds * 2 ** (attempt - 1))
-                conn.execute(
-                    update(O)
-                    .where(O.c.id == message.id)
-                    .values(
-                        status=OutboxStatus.QUEUED,
-                        send_after=now + timedelta(seconds=delay),
-                        send_started_at=None,
-                        last_error=str(exc),
-                    )
-                )
+                delay = self._backoff(attempt, exc.retry_after)
+                self._retry_later(conn, message, str(exc), now, delay, only, uncertain)
                 counters.retried += 1
             else:
                 self._fail(conn, message, str(exc), now)
@@ -292,6 +375,7 @@ class MailDispatcher:
             will_retry=retry,
             error=str(exc),
             permanent=isinstance(exc, PermanentSendError),
+            possibly_delivered=uncertain,
             **fields,
         )
 

@@ -44,5 +44,8 @@ def build_mime(
 
 
 def envelope_recipients(message: OutboxMessage) -> list[str]:
-    """To, Cc and Bcc: Bcc travels in the envelope only, never in a header."""
+    """To, Cc and Bcc (Bcc travels in the envelope only, never in a header); after some
+    were refused for now, only those still to deliver to."""
+    if message.envelope_to:
+        return list(message.envelope_to)
     return [*message.to_addresses, *message.cc_addresses, *message.bcc_addresses]

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from domain.mail.kinds import SecureConnection, SmtpAuthentication
-from jobs.mail.errors import PermanentSendError, TransientSendError
+from jobs.mail.errors import Delivery, PermanentSendError, TransientSendError
 from jobs.microsoft.identity import SignInError
 from runtime.logs import get_logger
 from runtime.secrets import Secret
@@ -64,7 +64,9 @@ def _classify(exc: Exception) -> TransientSendError | PermanentSendError:
         if 400 <= exc.smtp_code < 500:
             return TransientSendError(message)
         return PermanentSendError(message)
-    return TransientSendError(f"{type(exc).__name__}: {exc}")
+    # Dropped or timed out mid-send: the server may have taken the message before its
+    # answer was lost, so the retry says it may deliver twice.
+    return TransientSendError(f"{type(exc).__name__}: {exc}", uncertain=True)
 
 
 class SmtpConnector:
@@ -158,9 +160,10 @@ class SmtpConnector:
         finally:
             client.password = ""
 
-    def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None:
+    def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> Delivery:
         """Send over the open session when there is a fresh one, else a new session.
-        A session is dropped after any error, so the next send starts clean."""
+        A session is dropped after any error, so the next send starts clean. Recipients
+        the server refused (some or all) come back with its reply to each."""
         if self._client is None or time.monotonic() - self._last_used > REUSE_SECONDS:
             self.close()
             client = self._connect()
@@ -171,11 +174,16 @@ class SmtpConnector:
                 raise
             self._client = client
         try:
-            self._client.send_message(mime, from_addr=sender, to_addrs=recipients)
+            refused = self._client.send_message(mime, from_addr=sender, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:  # every one refused; nothing sent
+            refused = exc.recipients
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             self.close()
             raise _classify(exc) from None
         self._last_used = time.monotonic()
+        return Delivery(
+            {a: f"{code} {reply.decode(errors='replace')}" for a, (code, reply) in refused.items()}
+        )
 
     def close(self) -> None:
         if self._client is not None:
