@@ -135,7 +135,9 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, smtputf8: bool = True) -> None:
+        """`smtputf8=False`: a server that does not offer SMTPUTF8 (RFC 6531), so only
+        ASCII addresses reach it."""
         cert, key = self_signed_cert(folder)
         self.ca_file = str(cert)
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -151,6 +153,7 @@ class SmtpServer:
             auth_require_tls=True,
             require_starttls=True,
             tls_context=server_tls,
+            enable_SMTPUTF8=smtputf8,
         )
 
     def __enter__(self) -> SmtpServer:

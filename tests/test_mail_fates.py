@@ -224,3 +224,83 @@ def test_a_send_retried_after_a_lost_answer_says_it_may_be_a_duplicate(
         assert sent is not None and sent.possible_duplicate
     out = capsys.readouterr().out
     assert '"possibly_delivered": true' in out and '"possible_duplicate": true' in out
+
+
+def test_display_names_are_kept_and_encoded_and_a_quoted_comma_does_not_split(
+    sessions: sessionmaker[Session],
+) -> None:
+    from domain.mail.rules import parse_addresses
+
+    assert parse_addresses('"Müller, Jürgen" <j@fabrikam.example>; buyer@fabrikam.example') == [
+        '"Müller, Jürgen" <j@fabrikam.example>',
+        "buyer@fabrikam.example",
+    ]
+    message = OutboxMessage(
+        id="1",
+        message_id="<1@cronus.com>",
+        subject="s",
+        body="b",
+        body_html=False,
+        to_addresses=parse_addresses('"Müller, Jürgen" <j@fabrikam.example>'),
+        cc_addresses=[],
+        bcc_addresses=[],
+    )
+    raw = build_mime(message, [], "sales@cronus.com", T0).as_bytes()
+    assert raw.isascii() and b"=?utf-8?" in raw  # RFC 2047 encoded display name
+    parsed = message_from_bytes(raw, policy=policy.default)
+    [to] = parsed["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Müller, Jürgen", "j@fabrikam.example")
+
+
+@pytest.mark.parametrize("bad", ["robin at fabrikam", "a@b.com x", "a@b", "a@b.com\u2028c@d.com"])
+def test_a_bad_address_list_is_refused_naming_it(bad: str) -> None:
+    from domain.mail.rules import parse_addresses
+
+    with pytest.raises(MailRuleError, match="address"):
+        parse_addresses(bad)
+
+
+def test_an_idn_domain_goes_out_as_punycode_to_a_server_without_smtputf8(
+    sessions: sessionmaker[Session], engine: object, secrets: SecretBox, tmp_path: Path
+) -> None:
+    with SmtpServer(tmp_path, smtputf8=False) as smtp:
+        with sessions.begin() as session:
+            smtp_account(session, secrets, smtp, "Sales", "sales@cronus.com")
+        _idn_goes_out_as_punycode(sessions, engine, secrets, smtp)
+
+
+def _idn_goes_out_as_punycode(
+    sessions: sessionmaker[Session], engine: object, secrets: SecretBox, smtp: SmtpServer
+) -> None:
+    outbox_id = _compose(sessions, to="Bücherei <info@bücher.example>; jürgen@fabrikam.example")
+    counters = dispatcher(engine, secrets, smtp, Clock(T0)).run(max_seconds=5)  # type: ignore[arg-type]
+    assert counters.sent == 1 and counters.retried == 0
+    [received] = smtp.handler.accepted
+    assert received.rcpt_tos == ["info@xn--bcher-kva.example"]
+    to = message_from_bytes(received.content, policy=policy.default)["To"]
+    assert [a.addr_spec for a in to.addresses][0] == "info@xn--bcher-kva.example"
+    with sessions() as session:
+        sent = session.get(SentEmail, outbox_id)
+        assert sent is not None
+        assert sent.refused_recipients["jürgen@fabrikam.example"].startswith("553 5.6.7")
+
+
+def test_a_connector_that_crashes_fails_that_message_alone(
+    sessions: sessionmaker[Session], engine: object, sales: SmtpServer
+) -> None:
+    from jobs.mail.dispatch import MailDispatcher
+
+    class Broken:
+        def send(self, *_args: object) -> None:
+            raise RuntimeError("a bug in the connector")
+
+    first, second = _compose(sessions), _compose(sessions, subject="second")
+    counters = MailDispatcher(engine, lambda _account: Broken(), clock=Clock(T0)).run(  # type: ignore[arg-type]
+        max_seconds=5
+    )
+    assert counters.failed == 2 and counters.sent == 0  # each failed alone; the run ended well
+    with sessions() as session:
+        for outbox_id in (first, second):
+            message = session.get(OutboxMessage, outbox_id)
+            assert message is not None and message.status is OutboxStatus.FAILED
+            assert "RuntimeError: a bug in the connector" in (message.last_error or "")

@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
+from email.utils import parseaddr
+
+import idna
 
 from domain.mail.kinds import ViewPolicy
 
@@ -58,25 +61,89 @@ def sender_address(
 
 
 def parse_address(text: str) -> str:
-    """One address, 'name@example.com' or 'Name <name@example.com>', as 'name@example.com'."""
+    """One address, 'name@example.com' or 'Name <name@example.com>', as 'name@example.com'.
+    An internationalized one (a Unicode domain, or local part: RFC 6531) is an address
+    too; the domain must be valid IDNA 2008, and the local part is checked as its ASCII
+    stand-in would be."""
     raw = text.strip()
+    if "<" in raw:  # 'Display Name <addr>': the address is what counts
+        raw = raw.partition("<")[2].rstrip(">").strip()
+    local, at, domain = raw.rpartition("@")
+    refused = MailRuleError(f"not an email address: {text.strip()!r}")
+    if not at or not local or " " in raw or len(raw) > 254:
+        raise refused
+    if not local.isascii() and any(c in '()<>[]:;@\\,"' or c.isspace() for c in local):
+        raise refused
     try:
-        if "<" in raw:  # 'Display Name <addr>': the address is what counts
-            raw = raw.partition("<")[2].rstrip(">").strip()
-        address = Address(addr_spec=raw)
-    except (HeaderParseError, ValueError, IndexError):
-        raise MailRuleError(f"not an email address: {text.strip()!r}") from None
-    domain = address.domain
-    if not address.username or "." not in domain or domain.startswith(".") or " " in raw:
-        raise MailRuleError(f"not an email address: {text.strip()!r}")
-    return address.addr_spec
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+        address = Address(addr_spec=f"{local if local.isascii() else 'u'}@{ascii_domain}")
+    except (HeaderParseError, ValueError, IndexError, idna.IDNAError):
+        raise refused from None
+    if not address.username or "." not in address.domain or address.domain.startswith("."):
+        raise refused
+    return f"{local}@{domain}" if not local.isascii() else f"{address.username}@{domain}"
 
 
 def parse_addresses(values: str | Iterable[str]) -> list[str]:
-    """'a@x.com; b@y.com' or a list; every one must be an address."""
-    if isinstance(values, str):
-        values = values.replace(",", ";").split(";")
-    return [parse_address(v) for v in values if v.strip()]
+    """An RFC 5322 address list ('a@x.com, "Müller, Jürgen" <j@y.com>', with ';' allowed
+    between addresses as Business Central writes them) or a list of such; every one
+    must be an address. Display names are kept: 'Name <addr>' stays as it came."""
+    texts = [values] if isinstance(values, str) else list(values)
+    found: list[str] = []
+    for text in texts:
+        check_header_text("address list", text, 100_000)
+        for chunk in _split_list(text):
+            name, addr = parseaddr(chunk)
+            if not addr or addr not in chunk:  # nothing, or stray words glued together
+                raise MailRuleError(f"not an email address: {chunk.strip()!r}")
+            spec = parse_address(addr)
+            found.append(str(Address(display_name=name, addr_spec=spec)) if name else spec)
+    return found
+
+
+def recipient_address(recipient: str) -> str:
+    """The address of a recipient as stored ('Name <addr>' or 'addr'): what the envelope
+    carries."""
+    return parseaddr(recipient)[1] or recipient
+
+
+def ascii_address(address: str) -> str | None:
+    """The address as a server without SMTPUTF8 takes it: the domain in IDNA 2008 ASCII
+    (punycode); None when the local part is not ASCII (only SMTPUTF8 can carry it)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return None
+
+
+def _split_list(text: str) -> list[str]:
+    """The addresses of a list: split at ',' or ';' outside quotes, comments and angle
+    brackets; empty pieces dropped."""
+    pieces, current, quoted, depth = [], "", False, 0
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char in "<(":
+            depth += 1
+        elif not quoted and char in ">)" and depth:
+            depth -= 1
+        elif not quoted and not depth and char in ",;":
+            pieces.append(current)
+            current = ""
+            continue
+        current += char
+    pieces.append(current)
+    return [p for p in pieces if p.strip()]
 
 
 def check_header_text(field: str, value: str, max_length: int) -> str:

@@ -243,6 +243,11 @@ class MailDispatcher:
         except SendError as exc:
             self._after_failure(message, exc, counters, fields)
             return
+        except Exception as exc:  # a fault of ours: this message fails, the outbox goes on
+            reason = f"the send failed unexpectedly: {type(exc).__name__}: {exc}"
+            log.exception("email.send_crashed", **fields)
+            self._after_failure(message, PermanentSendError(reason), counters, fields)
+            return
         refused, later = delivery.permanent(), delivery.temporary()
         if len(refused) + len(later) >= len(recipients):  # nobody has it
             why = "; ".join(f"{a}: {r}" for a, r in delivery.refused.items())

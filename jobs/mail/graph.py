@@ -33,10 +33,17 @@ class UncertainSendError(SendError):
     """The request may have been accepted; sending again could deliver it twice."""
 
 
-def _recipients(value: str | None) -> list[dict[str, Any]]:
-    if not value:
+def _recipients(header: Any) -> list[dict[str, Any]]:
+    """A parsed address header as Graph recipients, display names kept."""
+    if header is None:
         return []
-    return [{"emailAddress": {"address": a.strip()}} for a in value.split(",") if a.strip()]
+    found = []
+    for address in header.addresses:
+        entry = {"address": address.addr_spec}
+        if address.display_name:
+            entry["name"] = address.display_name
+        found.append({"emailAddress": entry})
+    return found
 
 
 def _graph_message(mime: EmailMessage, bcc: list[str]) -> tuple[dict[str, Any], list[Any]]:
@@ -82,8 +89,8 @@ class GraphMailConnector:
         self.graph.close()
 
     def send(self, mime: EmailMessage, sender: str, recipients: list[str]) -> None:
-        shown = {a.lower() for h in ("To", "Cc") for a in str(mime[h] or "").split(",") if a}
-        bcc = [r for r in recipients if r.lower() not in {s.strip() for s in shown}]
+        shown = {a.addr_spec.lower() for h in ("To", "Cc") if mime[h] for a in mime[h].addresses}
+        bcc = [r for r in recipients if r.lower() not in shown]
         message, attachments = _graph_message(mime, bcc)
         payloads = [
             (

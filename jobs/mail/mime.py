@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from domain.mail.models import OutboxAttachment, OutboxMessage
-from domain.mail.rules import MAX_SUBJECT, check_attachment, check_header_text
+from domain.mail.rules import MAX_SUBJECT, check_attachment, check_header_text, recipient_address
 
 
 def build_mime(
@@ -48,4 +48,5 @@ def envelope_recipients(message: OutboxMessage) -> list[str]:
     were refused for now, only those still to deliver to."""
     if message.envelope_to:
         return list(message.envelope_to)
-    return [*message.to_addresses, *message.cc_addresses, *message.bcc_addresses]
+    everyone = [*message.to_addresses, *message.cc_addresses, *message.bcc_addresses]
+    return [recipient_address(r) for r in everyone]

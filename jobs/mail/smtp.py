@@ -4,14 +4,17 @@ worked; they never carry the password or the token."""
 
 from __future__ import annotations
 
+import copy
 import smtplib
 import ssl
 import time
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Protocol
 
 from domain.mail.kinds import SecureConnection, SmtpAuthentication
+from domain.mail.rules import ascii_address
 from jobs.mail.errors import Delivery, PermanentSendError, TransientSendError
 from jobs.microsoft.identity import SignInError
 from runtime.logs import get_logger
@@ -173,22 +176,72 @@ class SmtpConnector:
                 _quit(client)
                 raise
             self._client = client
-        try:
-            refused = self._client.send_message(mime, from_addr=sender, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:  # every one refused; nothing sent
-            refused = exc.recipients
-        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            self.close()
-            raise _classify(exc) from None
+        unsendable: dict[str, str] = {}
+        to_addrs = {r: r for r in recipients}  # as the server gets it -> as the caller has it
+        if not self._client.has_extn("smtputf8"):
+            mime, sender, to_addrs, unsendable = _without_smtputf8(mime, sender, recipients)
+        refused: dict[str, tuple[int, bytes]] = {}
+        if to_addrs:
+            try:
+                refused = self._client.send_message(mime, from_addr=sender, to_addrs=list(to_addrs))
+            except smtplib.SMTPRecipientsRefused as exc:  # every one refused; nothing sent
+                refused = exc.recipients
+            except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+                self.close()
+                raise _classify(exc) from None
         self._last_used = time.monotonic()
-        return Delivery(
-            {a: f"{code} {reply.decode(errors='replace')}" for a, (code, reply) in refused.items()}
-        )
+        replies = {
+            to_addrs.get(a, a): f"{code} {reply.decode(errors='replace')}"
+            for a, (code, reply) in refused.items()
+        }
+        return Delivery(unsendable | replies)
 
     def close(self) -> None:
         if self._client is not None:
             _quit(self._client)
             self._client = None
+
+
+NEEDS_SMTPUTF8 = "553 5.6.7 the local part is not ASCII and the server does not offer SMTPUTF8"
+
+
+def _without_smtputf8(
+    mime: EmailMessage, sender: str, recipients: list[str]
+) -> tuple[EmailMessage, str, dict[str, str], dict[str, str]]:
+    """For a server without SMTPUTF8: domains in IDNA 2008 ASCII (punycode) in the
+    envelope and the address headers; a recipient whose local part is not ASCII cannot
+    be reached this way and is refused at once (returned with why), a sender so is a
+    permanent error. Returns (message, sender, server address -> recipient, refused)."""
+    ascii_sender = ascii_address(sender)
+    if ascii_sender is None:
+        raise PermanentSendError(
+            f"the sender {sender!r} has a non-ASCII local part and the server does not "
+            "offer SMTPUTF8"
+        )
+    to_addrs: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for recipient in recipients:
+        converted = ascii_address(recipient)
+        if converted is None:
+            refused[recipient] = NEEDS_SMTPUTF8
+        else:
+            to_addrs[converted] = recipient
+    if all(a.isascii() for a in [sender, *recipients]):
+        return mime, ascii_sender, to_addrs, refused
+    mime = copy.deepcopy(mime)
+    for name in ("From", "To", "Cc"):
+        header = mime[name]
+        if header is None:
+            continue
+        addresses = []
+        for address in header.addresses:
+            converted = ascii_address(address.addr_spec)
+            addresses.append(
+                Address(address.display_name, addr_spec=converted) if converted else address
+            )
+        del mime[name]
+        mime[name] = tuple(addresses)
+    return mime, ascii_sender, to_addrs, refused
 
 
 def _quit(client: smtplib.SMTP) -> None:
