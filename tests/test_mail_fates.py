@@ -278,7 +278,7 @@ def _idn_goes_out_as_punycode(
     [received] = smtp.handler.accepted
     assert received.rcpt_tos == ["info@xn--bcher-kva.example"]
     to = message_from_bytes(received.content, policy=policy.default)["To"]
-    assert [a.addr_spec for a in to.addresses][0] == "info@xn--bcher-kva.example"
+    assert to.addresses[0].addr_spec == "info@xn--bcher-kva.example"
     with sessions() as session:
         sent = session.get(SentEmail, outbox_id)
         assert sent is not None
