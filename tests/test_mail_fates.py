@@ -304,3 +304,32 @@ def test_a_connector_that_crashes_fails_that_message_alone(
             message = session.get(OutboxMessage, outbox_id)
             assert message is not None and message.status is OutboxStatus.FAILED
             assert "RuntimeError: a bug in the connector" in (message.last_error or "")
+
+
+@pytest.mark.usefixtures("sales")
+def test_compose_refuses_more_recipients_than_the_account_takes_in_one_message(
+    sessions: sessionmaker[Session],
+) -> None:
+    many = [f"r{n}@fabrikam.com" for n in range(501)]  # Exchange Online: 500 per message
+    with pytest.raises(MailRuleError, match=r"501 recipients.*at most 500"):
+        _compose(sessions, to=many[:300], bcc=many[300:])
+    assert count(sessions, OutboxMessage) == 0
+    _compose(sessions, to=many[:500])  # the cap itself is fine
+
+
+def test_the_recipients_per_day_limit_holds_over_any_24_hours(
+    engine: object, sessions: sessionmaker[Session], sales: SmtpServer
+) -> None:
+    from datetime import timedelta
+
+    from domain.mail.models import EmailAccount
+    from domain.mail.rate import DAY, try_take_slot
+
+    with sessions() as session:
+        account = session.query(EmailAccount).one()
+    taken = try_take_slot(engine, account.id, 0, T0, recipients=6000, day_limit=10_000)  # type: ignore[arg-type]
+    assert taken.taken
+    later = T0 + timedelta(hours=5)
+    refused = try_take_slot(engine, account.id, 0, later, recipients=4001, day_limit=10_000)  # type: ignore[arg-type]
+    assert refused.free_at == T0 + DAY  # when the first 6,000 leave the 24 hours
+    assert try_take_slot(engine, account.id, 0, later, recipients=4000, day_limit=10_000).taken  # type: ignore[arg-type]

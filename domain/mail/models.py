@@ -50,6 +50,10 @@ class EmailAccount(Base):
     address: Mapped[str] = mapped_column(String(250))
     connector: Mapped[Connector] = mapped_column(enum_type(Connector, "email_connector"))
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no limit
+    # Exchange Online's sending limits (documented defaults): recipients in one message,
+    # and recipients in any 24 hours. 0 = no limit.
+    max_recipients_per_message: Mapped[int] = mapped_column(Integer, default=500)
+    max_recipients_per_day: Mapped[int] = mapped_column(Integer, default=10_000)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     mailbox: Mapped[str | None] = mapped_column(String(250), nullable=True)  # Microsoft 365
 

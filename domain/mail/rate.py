@@ -21,7 +21,8 @@ from domain.mail.models import ACCOUNTS as A
 from domain.mail.models import RATE_SENDS as S
 
 WINDOW = timedelta(seconds=61)
-KEEP = timedelta(days=1)
+DAY = timedelta(days=1)  # the window of the recipients-per-day limit
+KEEP = DAY
 
 
 @dataclass(frozen=True)
@@ -36,28 +37,55 @@ class Slot:
         return self.free_at is None
 
 
-def take_slot(conn: Connection, account_id: int, limit: int, now: datetime) -> Slot:
+def take_slot(
+    conn: Connection,
+    account_id: int,
+    limit: int,
+    now: datetime,
+    *,
+    recipients: int = 1,
+    day_limit: int = 0,
+) -> Slot:
     """Within the caller's transaction: record one send of the account now, unless `limit`
-    sends fall in the window already; then say when the oldest of them leaves it. A limit
-    of 0 means no limit (nothing is recorded)."""
-    if limit <= 0:
+    sends fall in the window already, or `recipients` more would pass `day_limit` in the
+    last 24 hours; then say when enough of the oldest have left. Limits of 0 mean no
+    limit (nothing is recorded when neither applies)."""
+    if limit <= 0 and day_limit <= 0:
         return Slot()
     # Serializes the account's takers: on PostgreSQL the row lock, on SQLite the writer
     # lock every transaction of ours takes at BEGIN.
     conn.execute(select(A.c.id).where(A.c.id == account_id).with_for_update())
-    recent = (
-        conn.execute(
-            select(S.c.sent_at)
-            .where(S.c.account_id == account_id, S.c.sent_at > now - WINDOW)
-            .order_by(S.c.sent_at)
+    if limit > 0:
+        recent = (
+            conn.execute(
+                select(S.c.sent_at)
+                .where(S.c.account_id == account_id, S.c.sent_at > now - WINDOW)
+                .order_by(S.c.sent_at)
+            )
+            .scalars()
+            .all()
         )
-        .scalars()
-        .all()
-    )
-    if len(recent) >= limit:
-        return Slot(free_at=recent[len(recent) - limit] + WINDOW)
+        if len(recent) >= limit:
+            return Slot(free_at=recent[len(recent) - limit] + WINDOW)
+    if day_limit > 0:
+        day = conn.execute(
+            select(S.c.sent_at, S.c.recipients)
+            .where(S.c.account_id == account_id, S.c.sent_at > now - DAY)
+            .order_by(S.c.sent_at)
+        ).all()
+        if recipients > day_limit:
+            raise ValueError(f"{recipients} recipients is more than the day's {day_limit}")
+        over = sum(r.recipients for r in day) + recipients - day_limit
+        for row in day:  # the oldest leave the 24 hours first
+            if over <= 0:
+                break
+            over -= row.recipients
+            if over <= 0:
+                return Slot(free_at=row.sent_at + DAY)
     slot_id = conn.execute(
-        insert(S).values(account_id=account_id, sent_at=now, recipients=1).returning(S.c.id)
+        insert(S)
+        .values(account_id=account_id, sent_at=now, recipients=recipients)
+        .returning(S.c.id)
     ).scalar_one()
     conn.execute(delete(S).where(S.c.account_id == account_id, S.c.sent_at < now - KEEP))
     return Slot(id=slot_id)
@@ -69,10 +97,10 @@ def handed_over(conn: Connection, slot: Slot, at: datetime) -> None:
         conn.execute(update(S).where(S.c.id == slot.id, S.c.sent_at < at).values(sent_at=at))
 
 
-def try_take_slot(engine: Engine, account_id: int, limit: int, now: datetime) -> Slot:
-    """take_slot in a transaction of its own."""
+def try_take_slot(engine: Engine, account_id: int, limit: int, now: datetime, **day: int) -> Slot:
+    """take_slot in a transaction of its own (`day`: recipients, day_limit)."""
     with engine.begin() as conn:
-        return take_slot(conn, account_id, limit, now)
+        return take_slot(conn, account_id, limit, now, **day)
 
 
 def busiest_window(moments: list[datetime], window: timedelta = timedelta(seconds=60)) -> int:

@@ -82,6 +82,13 @@ def compose(
         found = session.get(EmailAccount, account_id)
         assert found is not None
         account = found
+    cap = account.max_recipients_per_message
+    count = len(to_list) + len(cc_list) + len(bcc_list)
+    if cap and count > cap:
+        raise MailRuleError(
+            f"{count} recipients; the account {account.name!r} takes at most {cap} in one "
+            "message (To, Cc and Bcc together)"
+        )
     defaults = session.execute(
         select(DefaultAttachment).where(DefaultAttachment.scenario == scenario)
     ).scalars()

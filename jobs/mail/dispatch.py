@@ -194,7 +194,24 @@ class MailDispatcher:
                 self._fail(conn, message, "its email account was deleted", now)
                 counters.failed += 1
                 return _SKIPPED
-            slot = take_slot(conn, account.id, account.rate_limit_per_minute, now)
+            recipients = len(envelope_recipients(message))  # type: ignore[arg-type]
+            day_limit = account.max_recipients_per_day
+            if 0 < day_limit < recipients:
+                reason = (
+                    f"{recipients} recipients; the account {account.name!r} may send to at "
+                    f"most {day_limit} a day"
+                )
+                self._fail(conn, message, reason, now)
+                counters.failed += 1
+                return _SKIPPED
+            slot = take_slot(
+                conn,
+                account.id,
+                account.rate_limit_per_minute,
+                now,
+                recipients=recipients,
+                day_limit=day_limit,
+            )
             if slot.free_at is not None:
                 conn.execute(update(O).where(O.c.id == message.id).values(send_after=slot.free_at))
                 counters.rate_limited += 1

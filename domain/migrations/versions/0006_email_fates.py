@@ -1,5 +1,5 @@
 """email fates: a rolling-window sending limit (one row per send instead of per minute),
-recipients' own outcomes, possible duplicates, Message-IDs of any length
+recipients' own outcomes and caps, possible duplicates, Message-IDs of any length
 
 Revision ID: 0006
 Revises: 0005
@@ -41,6 +41,17 @@ def upgrade() -> None:
         "ix_email_rate_sends_account_sent_at", "email_rate_sends", ["account_id", "sent_at"]
     )
     op.drop_table("email_rate_windows")
+    with op.batch_alter_table("email_accounts") as batch:
+        batch.add_column(
+            sa.Column(
+                "max_recipients_per_message", sa.Integer(), nullable=False, server_default="500"
+            )
+        )
+        batch.add_column(
+            sa.Column(
+                "max_recipients_per_day", sa.Integer(), nullable=False, server_default="10000"
+            )
+        )
     with op.batch_alter_table("email_outbox") as batch:
         batch.add_column(sa.Column("envelope_to", sa.JSON(), nullable=True))
         batch.add_column(
@@ -80,6 +91,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("email_accounts") as batch:
+        batch.drop_column("max_recipients_per_day")
+        batch.drop_column("max_recipients_per_message")
     with op.batch_alter_table("interaction_log_entries") as batch:
         batch.drop_constraint("uq_interaction_message_pair", type_="unique")
         batch.alter_column("message_id", existing_type=sa.Text(), type_=sa.String(length=250))
