@@ -4,7 +4,9 @@ is one line naming the option and exit 2, before anything is read or written."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from domain.queue.limits import EntryFieldError, check_number, help_for
@@ -58,3 +60,15 @@ def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return wrapper
+
+
+def readable_file(text: str) -> Path:
+    """A path to a file this process can read (not a directory, not missing)."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no file {text!r}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be read (permissions)")
+    return path

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin.arguments import whole
+from admin.arguments import readable_file, whole
 from admin.tables import render_table
 from domain.clock import utcnow
 from domain.mail.kinds import (
@@ -172,9 +172,7 @@ class MailCommands:
         print(render_table(("scenario", "account"), [tuple(r) for r in rows]))
 
     def attachments_add(self, args: argparse.Namespace) -> None:
-        path = Path(args.file)
-        if not path.is_file():
-            raise MailRuleError(f"no file {args.file!r}")
+        path: Path = args.file
         content_type = (
             args.content_type or mimetypes.guess_type(path.name)[0] or ("application/octet-stream")
         )
@@ -190,14 +188,14 @@ class MailCommands:
         print(f"{args.user or 'all users'}: {POLICIES[args.policy].value}")
 
     def send(self, args: argparse.Namespace) -> None:
-        body = Path(args.body_file).read_text() if args.body_file else (args.body or "")
+        body = _read_text(args.body_file) if args.body_file else (args.body or "")
         files = [
             Attachment(
-                Path(f).name,
-                Path(f).read_bytes(),
-                mimetypes.guess_type(f)[0] or "application/octet-stream",
+                path.name,
+                _read_bytes(path),
+                mimetypes.guess_type(path.name)[0] or "application/octet-stream",
             )
-            for f in args.attach or []
+            for path in args.attach or []
         ]
         with self.sessions.begin() as session:
             message = compose(
@@ -339,7 +337,7 @@ def add_mail_commands(
     cmd(sc, "list", m.scenarios_list, "list assignments")
     p = cmd(email, "attach-default", m.attachments_add, "add a default attachment to a scenario")
     p.add_argument("scenario")
-    p.add_argument("file")
+    p.add_argument("file", type=readable_file)
     p.add_argument("--content-type")
     p = cmd(email, "policy", m.policy_set, "set a view policy (blank user: all users)")
     p.add_argument("policy", choices=sorted(POLICIES))
@@ -351,8 +349,8 @@ def add_mail_commands(
     p.add_argument("--bcc")
     p.add_argument("--subject", required=True)
     p.add_argument("--body")
-    p.add_argument("--body-file")
-    p.add_argument("--attach", action="append")
+    p.add_argument("--body-file", type=readable_file, help="the body, UTF-8 text")
+    p.add_argument("--attach", action="append", type=readable_file, help="a file to attach")
     p.add_argument("--as", dest="as_user", default="admin")
     p.add_argument("--draft", action="store_true")
     p = cmd(email, "test", m.test, "send a test message through an account now")
@@ -370,3 +368,17 @@ def add_mail_commands(
     p = cmd(st, "list", m.sent_list, "sent emails the user may see")
     p.add_argument("--as", dest="as_user", required=True)
     p.add_argument("--limit", type=whole("limit", 1, 10_000), default=50)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:  # gone or unreadable since the arguments were checked
+        raise MailRuleError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MailRuleError(f"the body file {str(path)!r} is not UTF-8 text") from None

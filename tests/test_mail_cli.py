@@ -135,6 +135,14 @@ def test_set_up_send_and_list(cli, smtp: SmtpServer, settings: Settings, tmp_pat
             "needs --server",
         ),
         (["email", "outbox", "retry", "missing-id"], "no outbox message"),
+        # issue 14, finding 7: missing files, directories, bad text, lengths
+        (["email", "send", "--to", "a@b.com", "--subject", "x", "--attach", "/nope"], "no file"),
+        (["email", "send", "--to", "a@b.com", "--subject", "x", "--attach", "DIR"], "not a file"),
+        (["email", "send", "--to", "a@b.com", "--subject", "x", "--body-file", "/nope"], "no file"),
+        (["email", "send", "--to", "a@b.com", "--subject", "x", "--body-file", "BIN"], "UTF-8"),
+        (["email", "send", "--to", "a@b.com", "--subject", "x" * 1000], "at most 998"),
+        (["email", "send", "--to", "a@b.com", "--subject", "x", "--scenario", "s" * 101], "100"),
+        (["email", "attach-default", "Sales Invoice", "/nope"], "no file"),
     ],
 )
 def test_bad_input_exits_2_and_queues_nothing(cli, settings, smtp, tmp_path, argv, message) -> None:
@@ -164,6 +172,9 @@ def test_bad_input_exits_2_and_queues_nothing(cli, settings, smtp, tmp_path, arg
         with big.open("wb") as handle:
             handle.truncate(101 * 1024 * 1024)
         argv = [str(big) if a == "BIG" else a for a in argv]
+    binary = tmp_path / "body.bin"
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    argv = [{"DIR": str(tmp_path), "BIN": str(binary)}.get(a, a) for a in argv]
     code, _out, err = cli(*argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert outbox_count(settings) == 0
