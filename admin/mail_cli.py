@@ -222,12 +222,13 @@ class MailCommands:
                     m.id,
                     m.status.value,
                     m.scenario,
-                    ", ".join(m.to_addresses)[:40],
+                    ", ".join(m.envelope_to or m.to_addresses)[:40],
                     m.attempts,
                     (m.last_error or "")[:60],
                 )
                 for m in rows.scalars()
             ]
+        # After a refusal for now, "to" shows the recipients still waiting.
         print(render_table(("id", "status", "scenario", "to", "attempts", "last error"), table))
 
     def outbox_retry(self, args: argparse.Namespace) -> None:
@@ -246,10 +247,12 @@ class MailCommands:
                     e.scenario,
                     e.subject[:40],
                     ", ".join(e.to_addresses)[:40],
+                    _notes(e),
                 )
                 for e in rows
             ]
-        print(render_table(("sent", "by", "account", "scenario", "subject", "to"), table))
+        columns = ("sent", "by", "account", "scenario", "subject", "to", "notes")
+        print(render_table(columns, table))
 
     def test(self, args: argparse.Namespace) -> None:
         """Compose a test message on the account and send it now, outside the job queue."""
@@ -368,6 +371,14 @@ def add_mail_commands(
     p = cmd(st, "list", m.sent_list, "sent emails the user may see")
     p.add_argument("--as", dest="as_user", required=True)
     p.add_argument("--limit", type=whole("limit", 1, 10_000), default=50)
+
+
+def _notes(sent: Any) -> str:
+    """What an admin should know of a sent email: refused recipients, a possible duplicate."""
+    notes = [f"refused {a} ({why})" for a, why in (sent.refused_recipients or {}).items()]
+    if sent.possible_duplicate:
+        notes.append("possible duplicate")
+    return "; ".join(notes)[:80]
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -178,3 +178,18 @@ def test_bad_input_exits_2_and_queues_nothing(cli, settings, smtp, tmp_path, arg
     code, _out, err = cli(*argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert outbox_count(settings) == 0
+
+
+def test_the_sent_list_shows_refused_recipients_with_the_servers_reply(
+    cli, smtp: SmtpServer
+) -> None:
+    office = ["email", "accounts", "add", "Office", "--address", "office@cronus.com"]
+    server = ["--connector", "smtp", "--server", "127.0.0.1", "--port", str(smtp.port)]
+    code, _, err = cli(*office, *server, "--user", USER, "--password-env", "SMTP_PASSWORD")
+    assert code == 0, err
+    smtp.handler.refuse_recipient("nobody@cronus.com", "550 5.1.1 User unknown")
+    code, _, err = cli("email", "test", "Office", "--to", "it@cronus.com; nobody@cronus.com")
+    assert code == 0, err
+    code, out, _ = cli("email", "sent", "list", "--as", "admin")
+    assert "refused nobody@cronus.com (550 5.1.1 User unknown)" in out
+    assert [r.rcpt_tos for r in smtp.handler.accepted] == [["it@cronus.com"]]
