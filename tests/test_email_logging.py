@@ -324,3 +324,30 @@ def test_a_message_the_database_refuses_fails_alone_and_stays_in_the_inbox(
         assert [m["subject"] for m in inbox(mail, "graph").values()] == ["nul \x00 inside"]
     else:  # SQLite stores it: nothing to refuse
         assert len(logged) == 3 and counters.failed == 0
+
+
+def test_the_migration_keys_entries_logged_before_it(tmp_path: Any) -> None:
+    from sqlalchemy import text
+
+    from domain.db import make_engine
+    from domain.interactions.matching import message_key
+    from domain.migrations import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO contacts (no, name, email, company_name) "
+                          "VALUES ('C1', 'c', 'c@x.com', '')"))  # fmt: skip
+        conn.execute(text("INSERT INTO salespersons (code, name, email, modified_at, modified_by) "
+                          "VALUES ('S1', 's', 's@x.com', '2026-01-01 00:00:00', 't')"))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO interaction_log_entries (contact_no, salesperson_code, "
+            "information_flow, template_code, subject, occurred_at, logged_at, message_id, "
+            "link, attachments) VALUES ('C1', 'S1', 'Inbound', 'EMAIL', 'x', "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00', '<a@b>', '', 0)"
+        ))  # fmt: skip
+    upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT message_id, message_key FROM interaction_log_entries"))
+        assert rows.all() == [("<a@b>", message_key("<a@b>"))]
+    engine.dispose()
