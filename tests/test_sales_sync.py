@@ -201,7 +201,7 @@ def test_an_expired_token_is_renewed_once(
     from jobs.sales.connection import connect
 
     connected = connect(engine, company.box, company.bundle)
-    connected.client._token = "expired-token-value"
+    connected.client._http._token = "expired-token-value"  # the cached token, now refused
     assert connected.client.whoami() == company.dataverse.integration_user
     assert company.identity.tokens_issued == issued + 1
     connected.client.close()
@@ -272,3 +272,26 @@ def test_running_setup_again_keeps_what_was_synced(
         assert session.get(IntegrationTableMapping, "ITEM-PRODUCT").local_watermark == before
     again = sync(engine, company, settings.tz)
     assert not any(c.activity for c in again.values())
+
+
+def test_a_record_that_only_fails_again_is_no_activity_until_it_changes(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    from sqlalchemy import update
+
+    from domain.sales.models import Item
+
+    sync(engine, company, settings.tz, "UNITOFMEASURE")
+    with sessions.begin() as session:  # Dataverse requires a product name
+        session.execute(update(Item).where(Item.no == "1000").values(description=""))
+    first = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert first.failed == 1 and first.activity  # news: it failed
+    again = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert (again.failed, again.failed_again, again.activity) == (0, 1, False)  # may sleep
+    with sessions() as session:  # still listed for the admin
+        error = session.execute(select(SyncError).order_by(SyncError.id.desc())).scalars().first()
+        assert error is not None and error.local_id == "1000"
+    with sessions.begin() as session:  # a change to it is news again
+        session.execute(update(Item).where(Item.no == "1000").values(description="Bicycle"))
+    fixed = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
+    assert fixed.inserted == 1 and fixed.activity

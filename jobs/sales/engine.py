@@ -83,6 +83,7 @@ class Counters:
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
+    failed_again: int = 0  # retried unchanged, and failed as before: no news
     conflicts: int = 0
 
     def add(self, other: Counters) -> None:
@@ -91,6 +92,9 @@ class Counters:
 
     @property
     def activity(self) -> bool:
+        """Whether the run did or learned something. Records that only failed again as
+        they did before are no activity: the entry may sleep, and they are retried when
+        it wakes (its inactivity timeout, a change to them or what they depend on)."""
         return bool(self.inserted or self.modified or self.deleted or self.failed or self.conflicts)
 
     def as_dict(self) -> dict[str, int]:
@@ -209,10 +213,10 @@ class SyncEngine:
         if direction in (Direction.TO_DATAVERSE, Direction.BIDIRECTIONAL):
             counters.add(self._to_dataverse(mapping, behaviour, run_id))
         with self.db.begin() as conn:
+            recorded = counters.as_dict()  # the run's row counts every failure as failed
+            recorded["failed"] += recorded.pop("failed_again")
             conn.execute(
-                update(R)
-                .where(R.c.id == run_id)
-                .values(finished_at=self.clock(), **counters.as_dict())
+                update(R).where(R.c.id == run_id).values(finished_at=self.clock(), **recorded)
             )
         log.info("sales.sync_run", mapping=name, run_id=run_id, **counters.as_dict())
         return counters
@@ -286,7 +290,12 @@ class SyncEngine:
         ).one_or_none()
 
     # -- to Dataverse ----------------------------------------------------------------------
-    def _candidates(self, mapping: Mapping) -> tuple[list[Any], datetime | None, set[str]]:
+    def _candidates(
+        self, mapping: Mapping
+    ) -> tuple[list[Any], datetime | None, set[str], set[str]]:
+        """The records to push: changed since the watermark, and the pending ones (failed
+        or skipped before). Also returns the watermark, the pending records, and those of
+        them that did not change since (their run is only a retry)."""
         model = LOCAL_MODELS[mapping.row.local_table]
         t = table(model)
         key = t.primary_key.columns.values()[0]
@@ -296,10 +305,13 @@ class SyncEngine:
             for name, spec in (mapping.row.local_filter or {}).items()
         ]
         with self.db.connect() as conn:
-            pending = {
-                str(r.local_id)
-                for r in conn.execute(select(P.c.local_id).where(P.c.mapping_name == mapping.name))
+            pending_since = {
+                str(r.local_id): r.since
+                for r in conn.execute(
+                    select(P.c.local_id, P.c.since).where(P.c.mapping_name == mapping.name)
+                )
             }
+            pending = set(pending_since)
             changed = select(t).where(*filters).where(modified.is_not(None))
             if mapping.row.local_watermark is not None:
                 since = mapping.row.local_watermark - OVERLAP
@@ -311,7 +323,16 @@ class SyncEngine:
                 keys = [int(p) for p in missing] if key.type.python_type is int else missing
                 for r in conn.execute(select(t).where(*filters).where(key.in_(keys))):
                     rows[str(r._mapping[key.name])] = r
-        return list(rows.values()), watermark, pending
+        unchanged = {
+            local_id
+            for local_id, row in rows.items()
+            if local_id in pending_since
+            and (
+                row._mapping[modified.name] is None
+                or row._mapping[modified.name] <= pending_since[local_id]
+            )
+        }
+        return list(rows.values()), watermark, pending, unchanged
 
     def _known(
         self, mapping: Mapping, local_ids: list[str]
@@ -335,7 +356,7 @@ class SyncEngine:
 
     def _to_dataverse(self, mapping: Mapping, behaviour: Behaviour, run_id: int) -> Counters:
         counters = Counters()
-        rows, watermark, pending = self._candidates(mapping)
+        rows, watermark, pending, retry_only = self._candidates(mapping)
         fields = mapping.fields_toward(Direction.TO_DATAVERSE)
         t = table(LOCAL_MODELS[mapping.row.local_table])
         key = t.primary_key.columns.values()[0].name
@@ -357,6 +378,8 @@ class SyncEngine:
                 state=states.get(local_id),
                 is_pending=local_id in pending,
             )
+            if outcome == "failed" and local_id in retry_only:
+                outcome = "failed_again"
             setattr(counters, outcome, getattr(counters, outcome) + 1)
             coupled_any |= outcome == "inserted"
         if watermark is not None:

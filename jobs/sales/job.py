@@ -1,7 +1,8 @@
 """The `dataverse-sync` job: runs one integration table mapping (`mapping=NAME`).
 
-It reports no activity when nothing was inserted, modified, deleted, failed or in
-conflict, so its entry sleeps with its inactivity timeout. A change to the mapping's
+It reports no activity when nothing was inserted, modified, deleted, newly failed or
+in conflict (a record that only failed again, unchanged, is no news), so its entry
+sleeps with its inactivity timeout and retries such records when it wakes. A change to the mapping's
 local table wakes it, and so does a new coupling of a table it depends on (the run
 that couples a customer wakes the invoice entry that skipped the customer's invoices).
 """
