@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from domain.mail.models import ACCOUNTS as A
 from domain.mail.models import RATE_SENDS as S
@@ -68,20 +68,18 @@ def take_slot(
         if len(recent) >= limit:
             return Slot(free_at=recent[len(recent) - limit] + WINDOW)
     if day_limit > 0:
-        day = conn.execute(
-            select(S.c.sent_at, S.c.recipients)
-            .where(S.c.account_id == account_id, S.c.sent_at > now - DAY)
-            .order_by(S.c.sent_at)
-        ).all()
         if recipients > day_limit:
             raise ValueError(f"{recipients} recipients is more than the day's {day_limit}")
-        over = sum(r.recipients for r in day) + recipients - day_limit
-        for row in day:  # the oldest leave the 24 hours first
-            if over <= 0:
-                break
-            over -= row.recipients
-            if over <= 0:
-                return Slot(free_at=row.sent_at + DAY)
+        in_day = (S.c.account_id == account_id, S.c.sent_at > now - DAY)
+        total = conn.execute(select(func.coalesce(func.sum(S.c.recipients), 0)).where(*in_day))
+        over = int(total.scalar_one()) + recipients - day_limit
+        if over > 0:  # wait until enough of the oldest leave the 24 hours
+            for row in conn.execute(
+                select(S.c.sent_at, S.c.recipients).where(*in_day).order_by(S.c.sent_at)
+            ):
+                over -= row.recipients
+                if over <= 0:
+                    return Slot(free_at=row.sent_at + DAY)
     slot_id = conn.execute(
         insert(S)
         .values(account_id=account_id, sent_at=now, recipients=recipients)
