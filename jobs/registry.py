@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,9 +72,33 @@ class JobDefinition:
     validate: Callable[[str], None] = _accept_any
 
 
+# The modules whose jobs the system ships; the registry imports them the first time it is
+# asked for a job it does not know, so a wake-up or a lookup never depends on whether the
+# caller happened to import the job's module.
+SHIPPED_JOB_MODULES = (
+    "jobs.builtin",
+    "jobs.mail.job",
+    "jobs.email_logging.job",
+    "jobs.sales.job",
+)
+
+
 class JobRegistry:
-    def __init__(self) -> None:
+    def __init__(self, modules: tuple[str, ...] = ()) -> None:
         self._jobs: dict[str, JobDefinition] = {}
+        self._modules = modules
+        self._loaded = not modules
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        """Imports the shipped job modules once (each registers its jobs)."""
+        if self._loaded:
+            return
+        with self._lock:
+            if not self._loaded:
+                for module in self._modules:
+                    importlib.import_module(module)
+                self._loaded = True
 
     def register(
         self,
@@ -105,6 +130,8 @@ class JobRegistry:
         return decorator
 
     def get(self, name: str) -> JobDefinition:
+        if name not in self._jobs:
+            self._load()
         try:
             return self._jobs[name]
         except KeyError:
@@ -112,13 +139,16 @@ class JobRegistry:
             raise UnknownJobError(f"unknown job {name!r} (registered: {known})") from None
 
     def find(self, name: str) -> JobDefinition | None:
+        if name not in self._jobs:
+            self._load()
         return self._jobs.get(name)
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._jobs)
 
 
-registry = JobRegistry()
+registry = JobRegistry(modules=SHIPPED_JOB_MODULES)
 
 
 def parse_parameters(text: str) -> dict[str, str]:
