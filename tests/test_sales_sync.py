@@ -295,3 +295,27 @@ def test_a_record_that_only_fails_again_is_no_activity_until_it_changes(
         session.execute(update(Item).where(Item.no == "1000").values(description="Bicycle"))
     fixed = sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"]
     assert fixed.inserted == 1 and fixed.activity
+
+
+def test_a_missing_unit_and_a_failing_item_are_named_as_the_cause(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    from sqlalchemy import update
+
+    from domain.sales.models import Item
+
+    with sessions.begin() as session:
+        session.execute(update(Item).where(Item.no == "1001").values(base_unit_of_measure="XYZ"))
+        session.execute(update(Item).where(Item.no == "1000").values(description=""))
+    results = sync(engine, company, settings.tz)
+    assert results["ITEM-PRODUCT"].failed == 2
+    with sessions() as session:
+        reasons = {
+            (e.mapping_name, e.local_id): e.message
+            for e in session.execute(select(SyncError)).scalars()
+        }
+    # issue 15, point 5: not "is not coupled to Dataverse yet" for a unit that does not exist
+    assert "unit of measure 'XYZ' does not exist" in reasons[("ITEM-PRODUCT", "1001")]
+    invoice = next(m for (name, _), m in reasons.items() if name == "POSTEDSALESINV-INV")
+    assert "item '1000' is not coupled to Dataverse yet" in invoice
+    assert "its own sync failed: description must not be blank" in invoice

@@ -122,16 +122,53 @@ class SyncContext:
         return str(self.cache[key])
 
     def lookup(self, transform: str, value: Any, attribute: str) -> str:
-        """`lookup:<table>:<set>` -> "/<set>(<id>)"; skips the record when not coupled."""
+        """`lookup:<table>:<set>` -> "/<set>(<id>)". A dependency that does not exist
+        fails the record (waiting will not help); one not coupled yet skips it, naming
+        why when the dependency's own sync keeps failing."""
         _, local_table, entity_set = transform.split(":")
         found = self.coupled(local_table, str(value), entity_set)
         if found is None:
-            label = local_table.replace("_", " ").rstrip("s")
+            label = _record_label(local_table)
+            field_name = attribute.removesuffix("@odata.bind")
+            if not self._exists(local_table, value):
+                raise RecordError(f"{label} {value!r} does not exist ({field_name})")
+            why = self._pending_reason(local_table, value)
             raise SkipRecord(
-                f"{label} {value!r} is not coupled to Dataverse yet "
-                f"({attribute.removesuffix('@odata.bind')})"
+                f"{label} {value!r} is not coupled to Dataverse yet ({field_name})"
+                + (f"; its own sync failed: {why}" if why else "")
             )
         return f"/{entity_set}({found})"
+
+    def _exists(self, local_table: str, value: Any) -> bool:
+        model = LOCAL_MODELS.get(local_table)
+        if model is None:
+            return True  # not a local table of ours: nothing to check
+        t = table(model)
+        key = t.primary_key.columns.values()[0]
+        with self.db.connect() as conn:
+            return conn.execute(select(key).where(key == value)).first() is not None
+
+    def _pending_reason(self, local_table: str, value: Any) -> str | None:
+        """The reason the dependency's own sync last failed, if it is failing."""
+        with self.db.connect() as conn:
+            return conn.execute(
+                select(P.c.reason)
+                .join(M, M.c.name == P.c.mapping_name)
+                .where(
+                    M.c.local_table == local_table,
+                    P.c.local_id == str(value),
+                    P.c.result == SyncResult.FAILED,
+                )
+            ).scalar()
+
+
+def _record_label(local_table: str) -> str:
+    """'units_of_measure' -> 'unit of measure', 'customer_price_groups' -> 'customer
+    price group', 'items' -> 'item'."""
+    words = local_table.split("_")
+    head = 0 if "of" in words else len(words) - 1  # the noun that is plural
+    words[head] = words[head].removesuffix("s")
+    return " ".join(words)
 
 
 def to_json(value: Any) -> Any:
