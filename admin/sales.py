@@ -135,11 +135,18 @@ class SalesCommands:
             stmt = select(SyncError).order_by(SyncError.id.desc()).limit(args.limit)
             rows = session.execute(stmt).scalars().all()
             pending = session.execute(select(PendingRecord)).scalars().all()
+            tz = self.settings.tz
             print(
                 render_table(
-                    ("run", "mapping", "record", "result", "message"),
+                    ("at", "mapping", "record", "result", "message"),
                     [
-                        (e.run_id, e.mapping_name, e.local_id, e.result.value, e.message)
+                        (
+                            e.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+                            e.mapping_name,
+                            e.local_id or e.dataverse_id,
+                            e.result.value,
+                            e.message,
+                        )
                         for e in rows
                     ],
                 )

@@ -3,6 +3,7 @@ entries; bad input exits 2 and changes nothing; the listings show what the sync 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,20 @@ def test_setup_creates_the_connection_mappings_and_entries(
     assert code == 0 and "POSTEDSALESINV-INV" in out
     code, out, _ = cli("sales", "couplings", "--table", "items")
     assert code == 0 and "products" in out and "productpricelevels" in out
+    from sqlalchemy import update
+
+    from domain.clock import utcnow
+    from domain.sales.models import Item
+
+    with sessions.begin() as session:  # a record that fails, named by its business key
+        session.execute(
+            update(Item).where(Item.no == "1000").values(description="", modified_at=utcnow())
+        )
+    sync(engine, sandbox, settings.tz, "ITEM-PRODUCT")
+    code, out, _ = cli("sales", "errors")
+    [line] = [x for x in out.splitlines() if "must not be blank" in x and x[:1].isdigit()]
+    assert "ITEM-PRODUCT" in line and " 1000 " in f" {line} "
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line)  # when, in JOBQUEUE_TIMEZONE
 
 
 @pytest.mark.parametrize(

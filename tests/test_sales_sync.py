@@ -319,3 +319,20 @@ def test_a_missing_unit_and_a_failing_item_are_named_as_the_cause(
     invoice = next(m for (name, _), m in reasons.items() if name == "POSTEDSALESINV-INV")
     assert "item '1000' is not coupled to Dataverse yet" in invoice
     assert "its own sync failed: description must not be blank" in invoice
+
+
+def test_a_customer_whose_salesperson_has_no_dataverse_user_is_a_warning(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, capsys: Any
+) -> None:
+    from jobs.sales.local import save
+
+    with sessions.begin() as session:
+        save(session, "salespersons", {"code": "AL", "name": "Al", "email": "al@cronus.com"},
+             user="ADMIN", tz=settings.tz)  # fmt: skip
+        save(session, "customers", {"no": "20000", "name": "Adatum", "email": "a@adatum.com",
+             "salesperson_code": "AL"}, user="ADMIN", tz=settings.tz)  # fmt: skip
+    results = sync(engine, company, settings.tz, "SALESPEOPLE", "CUSTOMER")
+    assert results["CUSTOMER"].inserted == 2  # synced, owned by the integration user
+    out = capsys.readouterr().out
+    assert '"sales.owner_not_coupled"' in out and '"record": "20000"' in out
+    assert "salesperson 'AL' has no coupled Dataverse user" in out

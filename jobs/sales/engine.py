@@ -162,6 +162,12 @@ class SyncContext:
             ).scalar()
 
 
+def _key_name(mapping: Mapping) -> str:
+    """The local table's key column: the record's business key (item no., customer no.)."""
+    key = table(LOCAL_MODELS[mapping.row.local_table]).primary_key.columns.values()[0]
+    return str(key.name)
+
+
 def _record_label(local_table: str) -> str:
     """'units_of_measure' -> 'unit of measure', 'customer_price_groups' -> 'customer
     price group', 'items' -> 'item'."""
@@ -458,6 +464,15 @@ class SyncEngine:
                 )
                 if user is not None:
                     payload[f.dataverse_attribute] = f"/systemusers({user})"
+                elif not blank:  # owned by the integration user; say so, do not hide it
+                    log.warning(
+                        "sales.owner_not_coupled",
+                        mapping=mapping.name,
+                        record=str(values[_key_name(mapping)]),
+                        salesperson=str(value),
+                        reason=f"salesperson {value!r} has no coupled Dataverse user; the "
+                        "record is owned by the integration user",
+                    )
             elif transform == "state":
                 payload[f.dataverse_attribute] = 1 if value else 0
             else:
