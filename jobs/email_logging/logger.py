@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from domain.clock import utcnow
 from domain.interactions.matching import (
     Directory,
+    Interaction,
     MailMessage,
     interactions,
     message_key,
@@ -100,16 +101,18 @@ class EmailLogger:
         """Logs a page in one transaction; if the database refuses it (a value it cannot
         store), message by message, so only the message it refuses is left out: reported
         as bad, it stays in the Inbox. The messages that may move are returned."""
+        found: dict[str, list[Interaction]] = {}  # per message id, computed once
         readable: list[MailMessage] = []
         for item in batch:
             if item.message is None:
                 self._bad(item.item_id, item.error, counters)
                 continue
             readable.append(item.message)
-            if not interactions(item.message, directory):
+            found[item.message.message_id] = interactions(item.message, directory)
+            if not found[item.message.message_id]:
                 counters.unmatched += 1
         try:
-            self._write(readable, directory, counters)
+            self._write(readable, found, counters)
             return readable
         except (SQLAlchemyError, ValueError) as exc:  # psycopg2 refuses NUL as ValueError
             if is_transient(exc):
@@ -117,7 +120,7 @@ class EmailLogger:
         stored: list[MailMessage] = []
         for one in readable:
             try:
-                self._write([one], directory, counters)
+                self._write([one], found, counters)
             except (SQLAlchemyError, ValueError) as exc:
                 if is_transient(exc):
                     raise
@@ -127,12 +130,15 @@ class EmailLogger:
         return stored
 
     def _write(
-        self, messages: Sequence[MailMessage], directory: Directory, counters: LoggingCounters
+        self,
+        messages: Sequence[MailMessage],
+        found: dict[str, list[Interaction]],
+        counters: LoggingCounters,
     ) -> None:
-        """The interactions of these messages not logged yet, in one transaction; the
-        counters change only once it committed."""
+        """The interactions (`found` per message id) of these messages not logged yet, in
+        one transaction; the counters change only once it committed."""
         by_key = {message_key(m.message_id): m for m in messages}
-        candidates = [(key, i) for key, m in by_key.items() for i in interactions(m, directory)]
+        candidates = [(key, i) for key, m in by_key.items() for i in found[m.message_id]]
         if not candidates:
             return
         with self.db.begin() as conn:

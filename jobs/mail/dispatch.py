@@ -311,9 +311,10 @@ class MailDispatcher:
     ) -> None:
         """The sent record, or (a retry to recipients refused for now) its update: those
         delivered to now leave its refusals, those refused again stay with the new reply."""
-        existing = conn.execute(select(SENT.c.refused_recipients).where(SENT.c.id == message.id))
-        before = existing.scalar_one_or_none()
-        if before is not None:
+        if message.envelope_to:  # a retry to some recipients: its sent record exists
+            before = conn.execute(
+                select(SENT.c.refused_recipients).where(SENT.c.id == message.id)
+            ).scalar_one()
             delivered = set(envelope_recipients(message)) - set(delivery.refused)
             refused = {a: r for a, r in before.items() if a not in delivered} | delivery.refused
             conn.execute(
