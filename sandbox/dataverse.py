@@ -4,7 +4,10 @@ make with the documented shapes: entity sets with `@odata.etag`, `modifiedon`
 `@odata.bind` and read back as `_<name>_value`; `$select`, `$filter`, `$orderby`,
 paging by `Prefer: odata.maxpagesize` and `@odata.nextLink`; upsert with
 `If-None-Match: *`, optimistic concurrency with `If-Match`; `$batch` with atomic
-change sets; `WhoAmI`; error JSON `{"error": {"code", "message"}}`.
+change sets; the bulk operation messages `CreateMultiple`, `UpdateMultiple` and
+`UpsertMultiple` (standard tables: all records or none); change tracking
+(`Prefer: odata.track-changes`, `@odata.deltaLink`, `$deletedEntity`); `WhoAmI`;
+error JSON `{"error": {"code", "message"}}`.
 
 Tokens are checked against the identity platform emulator (`sandbox.identity`) for
 the audience of this environment's URL. Switches inject
@@ -60,6 +63,14 @@ NOT_FOR_CREATE = {"products": {"pricelevelid@odata.bind"}}
 # Navigation properties whose lookup column has another name.
 NAVIGATION = {"customerid_account": "customerid", "parentcustomerid_account": "parentcustomerid"}
 GUID = r"[0-9a-fA-F-]{36}"
+BULK_MESSAGES = "CreateMultiple, UpdateMultiple, UpsertMultiple"
+# Tables without the bulk messages ("not all tables support them": the emulator's choice,
+# so the client's fallback to $batch is exercised by the invoice sync).
+NO_BULK = {"invoices", "invoicedetails", "systemusers"}
+EXPIRED_TOKEN = (
+    "0x80044352",
+    "Version stamp associated with the client has expired. Please perform a full sync.",
+)
 
 
 class ODataError(Exception):
@@ -141,6 +152,11 @@ class DataverseEmulator(HttpsEmulator):
         self.clock_override: datetime | None = None
         self.integration_user = str(uuid.uuid4())
         self.administrator = str(uuid.uuid4())  # who adds users "in Dataverse"
+        # Change tracking: deletions by version; tables with it off; tokens older than
+        # `token_floor` have expired (the retention period has passed).
+        self.deletions: list[tuple[int, str, str]] = []
+        self.untracked: set[str] = set()
+        self.token_floor = 0
         self.tables["systemusers"][self.integration_user] = self._stamp(
             "systemusers",
             {
@@ -225,6 +241,18 @@ class DataverseEmulator(HttpsEmulator):
             row = self.tables[entity_set][row_id]
             row.update(changes)
             self._stamp(entity_set, row, by)
+
+    def delete(self, entity_set: str, row_id: str) -> None:
+        """A row deleted in Dataverse by a person."""
+        with self.lock:
+            del self.tables[entity_set][row_id]
+            self.version += 1
+            self.deletions.append((self.version, entity_set, row_id))
+
+    def expire_delta_tokens(self) -> None:
+        """Every delta token handed out so far is past its retention period."""
+        with self.lock:
+            self.token_floor = self.version + 1
 
     def rows(self, entity_set: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -344,6 +372,12 @@ class DataverseEmulator(HttpsEmulator):
         [
             Rule(f"{API}WhoAmI", endpoint="who_am_i", methods=["GET"]),
             Rule(f"{API}$batch", endpoint="batch", methods=["POST"]),
+            Rule(
+                f"{API}<any({SETS}):entity_set>/Microsoft.Dynamics.CRM."
+                f"<any({BULK_MESSAGES}):message>",
+                endpoint="bulk",
+                methods=["POST"],
+            ),
             Rule(f"{API}<any({SETS}):entity_set>", endpoint="entity_set", methods=["GET", "POST"]),
             Rule(
                 f"{API}<any({SETS}):entity_set>(<uuid:row_id>)",
@@ -409,6 +443,8 @@ class DataverseEmulator(HttpsEmulator):
             if existing is None:
                 raise self._missing(entity_set, row_id)
             del table[row_id]
+            self.version += 1
+            self.deletions.append((self.version, entity_set, row_id))
             return 204, {}, None
         if request.method != "PATCH":
             raise ODataError(405, "0x80060888", f"{request.method} is not allowed here")
@@ -458,6 +494,9 @@ class DataverseEmulator(HttpsEmulator):
         return out
 
     def _query(self, entity_set: str, request: Request) -> Response:
+        prefer = str(request.headers.get("Prefer", ""))
+        if "odata.track-changes" in prefer and entity_set not in self.untracked:
+            return self._changes(entity_set, request)
         clauses = parse_filter(request.query.get("$filter", ""))
         rows = [r for r in self.tables[entity_set].values() if _matches(r, clauses)]
         for part in reversed(
@@ -483,6 +522,100 @@ class DataverseEmulator(HttpsEmulator):
             query["$skiptoken"] = str(skip + size)
             body["@odata.nextLink"] = f"{self.url}{API}{entity_set}?{urlencode(query)}"
         return 200, headers, body
+
+    def _changes(self, entity_set: str, request: Request) -> Response:
+        """A change-tracking read: every row (no token), or the rows changed and the rows
+        deleted since the token's version, oldest first; the last page carries the delta
+        link. "Use change tracking": only $select goes with it."""
+        if "$filter" in request.query or "$orderby" in request.query:
+            raise ODataError(
+                400, "0x80060888", "$filter and $orderby are not supported with change tracking"
+            )
+        token = request.query.get("$deltatoken", "")
+        since = 0
+        if token:
+            since = int(token.partition("!")[0] or 0)
+            if since < self.token_floor:
+                raise ODataError(400, *EXPIRED_TOKEN)
+        changed: list[tuple[int, dict[str, Any]]] = [
+            (int(r["versionnumber"]), self._project(r, request.query.get("$select")))
+            for r in self.tables[entity_set].values()
+            if int(r["versionnumber"]) > since
+        ]
+        if token:  # a first read lists what exists; later ones what went away too
+            changed += [
+                (
+                    version,
+                    {
+                        "@odata.context": f"{self.url}{API}$metadata#{entity_set}/$deletedEntity",
+                        "id": row_id,
+                        "reason": "deleted",
+                    },
+                )
+                for version, table, row_id in self.deletions
+                if table == entity_set and version > since
+            ]
+        changed.sort(key=lambda pair: pair[0])
+        size_match = re.search(r"odata\.maxpagesize=(\d+)", str(request.headers.get("Prefer")))
+        size = int(size_match.group(1)) if size_match else 5000
+        skip = int(request.query.get("$skiptoken", "0") or 0)
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.url}{API}$metadata#{entity_set}/$delta",
+            "value": [row for _, row in changed[skip : skip + size]],
+        }
+        query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+        if skip + size < len(changed):
+            query["$skiptoken"] = str(skip + size)
+            body["@odata.nextLink"] = f"{self.url}{API}{entity_set}?{urlencode(query)}"
+        else:
+            stamp = self._now().strftime("%m/%d/%Y %H:%M:%S")
+            query["$deltatoken"] = f"{self.version}!{stamp}"
+            body["@odata.deltaLink"] = f"{self.url}{API}{entity_set}?{urlencode(query)}"
+        return 200, {"Preference-Applied": "odata.track-changes"}, body
+
+    def bulk(self, request: Request, user: str, entity_set: str, message: str) -> Response:
+        """CreateMultiple / UpdateMultiple / UpsertMultiple on a standard table: every
+        record or none (the first error is the answer)."""
+        if entity_set in NO_BULK:
+            raise ODataError(
+                404,
+                "0x8006088a",
+                f"Resource not found for the segment 'Microsoft.Dynamics.CRM.{message}'.",
+            )
+        targets = request.json().get("Targets")
+        if not isinstance(targets, list) or not targets:
+            raise ODataError(400, "0x80040203", "Targets must be a non-empty collection.")
+        key, wanted_type = KEYS[entity_set], f"Microsoft.Dynamics.CRM.{LOGICAL[entity_set]}"
+        snapshot = {name: dict(rows) for name, rows in self.tables.items()}, self.version
+        ids: list[str] = []
+        try:
+            for target in targets:
+                if target.get("@odata.type") != wanted_type:
+                    raise ODataError(
+                        400, "0x80048d19", f"Every target needs @odata.type {wanted_type}."
+                    )
+                body = {k: v for k, v in target.items() if k not in ("@odata.type", key)}
+                row_id = str(target.get(key) or "").lower() or str(uuid.uuid4())
+                existing = self.tables[entity_set].get(row_id)
+                if message == "CreateMultiple" and existing is not None:
+                    raise ODataError(400, "0x80040237", "Cannot insert duplicate key.")
+                if message == "UpdateMultiple" and existing is None:
+                    raise self._missing(entity_set, row_id)
+                if existing is None:
+                    self._create(entity_set, row_id, body, user)
+                else:
+                    candidate = dict(existing)
+                    self._apply(entity_set, candidate, body)
+                    self._check(entity_set, candidate, row_id)
+                    self.tables[entity_set][row_id] = self._stamp(entity_set, candidate, user)
+                ids.append(row_id)
+        except ODataError:
+            self.tables, self.version = snapshot
+            raise
+        if message == "CreateMultiple":
+            context = f"{self.url}{API}$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse"
+            return 200, {}, {"@odata.context": context, "Ids": ids}
+        return 204, {}, None
 
     def batch(self, request: Request, user: str) -> Response:
         content_type = str(request.headers.get("Content-Type", ""))

@@ -273,7 +273,7 @@ def test_a_batch_refused_without_continue_on_error_names_the_inner_error() -> No
     mocked(client._http, answer)
     operation = BatchOperation("PATCH", "https://org.crm.dynamics.com/api/data/v9.2/accounts(1)")
     with pytest.raises(DataverseError) as raised:
-        client.changeset([operation], "posting invoice 103001")
+        client.batch([[operation]], "posting invoice 103001")
     assert raised.value.status == 400 and raised.value.code == "0x80060891"
     assert str(raised.value) == (
         "posting invoice 103001: Dataverse answered 400 0x80060891: A record with the "

@@ -94,6 +94,9 @@ class IntegrationTableMapping(Base):
     # Watermarks: the newest modification read on each side by the last run.
     local_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     dataverse_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Change tracking: the @odata.deltaLink of the last read (NULL: none yet; "": the
+    # table does not track changes, the watermark is used).
+    dataverse_delta_link: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class IntegrationFieldMapping(Base):

@@ -1,5 +1,5 @@
-"""OData $batch bodies for the Dataverse Web API: one change set of requests that
-succeed or fail together, and the parsing of the multipart/mixed answer."""
+"""OData $batch bodies for the Dataverse Web API: independent requests and change sets
+(requests that succeed or fail together), and the parsing of the multipart/mixed answer."""
 
 from __future__ import annotations
 
@@ -29,25 +29,47 @@ class BatchResponse:
         return json.loads(self.body) if self.body.strip() else None
 
 
+# One item of a batch: a request on its own, or a change set (a list: all or none).
+BatchItem = BatchOperation | list[BatchOperation]
+
+
+def _request_lines(op: BatchOperation, content_id: int) -> list[str]:
+    lines = [
+        "Content-Type: application/http",
+        "Content-Transfer-Encoding: binary",
+        f"Content-ID: {content_id}",
+        "",
+        f"{op.method} {op.url} HTTP/1.1",
+        "Content-Type: application/json; type=entry",
+    ]
+    lines += [f"{k}: {v}" for k, v in op.headers.items()]
+    return [*lines, "", json.dumps(op.body) if op.body is not None else ""]
+
+
+def build_batch(items: list[BatchItem]) -> tuple[str, bytes]:
+    """Returns (content type, body) of a $batch of independent requests and change sets;
+    requests are numbered (Content-ID) from 1 across the whole batch."""
+    batch = f"batch_{uuid.uuid4()}"
+    lines: list[str] = []
+    number = 0
+    for item in items:
+        if isinstance(item, BatchOperation):
+            number += 1
+            lines += [f"--{batch}", *_request_lines(item, number)]
+            continue
+        changeset = f"changeset_{uuid.uuid4()}"
+        lines += [f"--{batch}", f"Content-Type: multipart/mixed; boundary={changeset}", ""]
+        for op in item:
+            number += 1
+            lines += [f"--{changeset}", *_request_lines(op, number)]
+        lines.append(f"--{changeset}--")
+    lines += [f"--{batch}--", ""]
+    return f"multipart/mixed; boundary={batch}", "\r\n".join(lines).encode()
+
+
 def build_changeset(operations: list[BatchOperation]) -> tuple[str, bytes]:
     """Returns (content type, body) of a $batch holding one change set."""
-    batch = f"batch_{uuid.uuid4()}"
-    changeset = f"changeset_{uuid.uuid4()}"
-    lines = [f"--{batch}", f"Content-Type: multipart/mixed; boundary={changeset}", ""]
-    for number, op in enumerate(operations, start=1):
-        lines += [
-            f"--{changeset}",
-            "Content-Type: application/http",
-            "Content-Transfer-Encoding: binary",
-            f"Content-ID: {number}",
-            "",
-            f"{op.method} {op.url} HTTP/1.1",
-            "Content-Type: application/json; type=entry",
-        ]
-        lines += [f"{k}: {v}" for k, v in op.headers.items()]
-        lines += ["", json.dumps(op.body) if op.body is not None else ""]
-    lines += [f"--{changeset}--", f"--{batch}--", ""]
-    return f"multipart/mixed; boundary={batch}", "\r\n".join(lines).encode()
+    return build_batch([operations])
 
 
 def parse_http_message(raw: bytes) -> tuple[str, dict[str, str], bytes]:
@@ -62,24 +84,41 @@ def parse_http_message(raw: bytes) -> tuple[str, dict[str, str], bytes]:
     return start.strip(), headers, body.strip()
 
 
-def parse_batch_response(content_type: str, body: bytes) -> list[BatchResponse]:
-    """Every application/http answer in order, change sets flattened. A failed change set
-    is answered by one part: the error of the request that failed."""
+def parse_batch_items(content_type: str, body: bytes) -> list[BatchResponse | list[BatchResponse]]:
+    """The answers per batch item, in order: a request's answer, or a change set's list
+    of answers (one answer, the error, when the change set failed)."""
     message = BytesParser(policy=HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
     )
     if not message.is_multipart():
         raise ValueError(f"a $batch answer must be multipart/mixed, got {content_type!r}")
-    answers: list[BatchResponse] = []
-    for part in message.walk():
-        if part.get_content_type() != "application/http":
-            continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            raise ValueError("a $batch part has no body")
-        start, headers, data = parse_http_message(payload)
-        pieces = start.split(" ", 2)
-        if len(pieces) < 2 or not pieces[1].isdigit():
-            raise ValueError(f"a $batch part does not start with an HTTP status: {start[:60]!r}")
-        answers.append(BatchResponse(int(pieces[1]), headers, data))
-    return answers
+    items: list[BatchResponse | list[BatchResponse]] = []
+    for part in message.iter_parts():
+        if part.get_content_type() == "multipart/mixed":
+            items.append([_answer(inner) for inner in part.iter_parts()])
+        else:
+            items.append(_answer(part))
+    return items
+
+
+def _answer(part: Any) -> BatchResponse:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        raise ValueError("a $batch part has no body")
+    start, headers, data = parse_http_message(payload)
+    pieces = start.split(" ", 2)
+    if len(pieces) < 2 or not pieces[1].isdigit():
+        raise ValueError(f"a $batch part does not start with an HTTP status: {start[:60]!r}")
+    content_id = str(part.get("Content-ID", "")).strip()
+    if content_id:
+        headers.setdefault("content-id", content_id)
+    return BatchResponse(int(pieces[1]), headers, data)
+
+
+def parse_batch_response(content_type: str, body: bytes) -> list[BatchResponse]:
+    """Every application/http answer in order, change sets flattened. A failed change set
+    is answered by one part: the error of the request that failed."""
+    flat: list[BatchResponse] = []
+    for item in parse_batch_items(content_type, body):
+        flat.extend(item if isinstance(item, list) else [item])
+    return flat

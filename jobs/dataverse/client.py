@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from jobs.dataverse.batch import BatchOperation, build_changeset, parse_batch_response
+from jobs.dataverse.batch import (
+    BatchItem,
+    BatchResponse,
+    build_batch,
+    parse_batch_items,
+    parse_batch_response,
+)
 from jobs.microsoft.client import (
     MicrosoftClient,
     MicrosoftError,
@@ -33,6 +41,9 @@ from jobs.microsoft.client import (
 from jobs.microsoft.retry import RetryPolicy
 
 API = "api/data/v9.2"
+# "Use bulk operation messages" and "Execute batch operations": up to 1,000 records per
+# bulk message and 1,000 requests per $batch.
+MAX_PER_REQUEST = 1000
 # Service protection limits ask for waits of up to five minutes; longer ones give the
 # run back to the queue instead of holding a worker thread.
 POLICY = RetryPolicy(max_tries=6, max_wait=300.0)
@@ -56,6 +67,52 @@ class MalformedResponse(DataverseError):
     """The service answered with something that is not the documented shape."""
 
 
+class NotSupported(DataverseError):
+    """The table does not support this bulk operation message."""
+
+
+class NotTracked(DataverseError):
+    """The table does not track changes (the service did not apply the preference)."""
+
+
+class DeltaRefused(DataverseError):
+    """A delta link was refused (the token expired, or change tracking was switched
+    off): the caller reads everything again."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request's answer inside a $batch: its JSON, or the error it failed with (a
+    failed change set's error for each of its requests)."""
+
+    status: int
+    data: dict[str, Any]
+    error: DataverseError | None = None
+
+
+@dataclass
+class Changes:
+    """A change-tracking read: changed rows and deleted row ids as they are read; the
+    delta link for the next read once the last page is read (None: the table does not
+    track changes)."""
+
+    rows: Iterator[dict[str, Any]]
+    delta_link: str | None = None
+
+
+def logical_name(entity_set: str) -> str:
+    """The table's logical name ("products" -> "product"), for `@odata.type`."""
+    return entity_set.removesuffix("s")
+
+
+def primary_key(entity_set: str) -> str:
+    return f"{logical_name(entity_set)}id"
+
+
+def is_deleted(row: dict[str, Any]) -> bool:
+    return str(row.get("@odata.context", "")).endswith("/$deletedEntity")
+
+
 @dataclass(frozen=True)
 class Written:
     id: str
@@ -67,10 +124,6 @@ def parse_datetime(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def odata_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def raise_for(response: httpx.Response, what: str) -> None:
@@ -141,6 +194,10 @@ class DataverseClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.api = f"{self.url}/{API}/"
+        self._no_bulk: set[tuple[str, str]] = set()
+        # The service's clock as of its last answer (its Date header): a lower bound for
+        # the modification times of rows written after it, whatever this clock says.
+        self.server_time: datetime | None = None
         self._http = MicrosoftClient(
             "Dataverse",
             tokens,
@@ -266,10 +323,44 @@ class DataverseClient:
         )
         return written(entity_set, row_id, _json(response, what), what)
 
-    def changeset(self, operations: list[BatchOperation], what: str) -> list[int]:
-        """Runs the operations in one $batch change set: all of them or none. Returns their
-        statuses; a failed change set raises the error of the request that failed."""
-        content_type, body = build_changeset(operations)
+    def bulk(self, entity_set: str, message: str, records: list[dict[str, Any]]) -> None:
+        """`CreateMultiple`, `UpdateMultiple` or `UpsertMultiple` of up to 1,000 records
+        (each with its primary key): all of them or none on a standard table. Raises
+        NotSupported, remembered, when the table lacks the message."""
+        if (entity_set, message) in self._no_bulk:
+            raise NotSupported(f"{entity_set} does not support {message}")
+        if len(records) > MAX_PER_REQUEST:
+            raise ValueError(f"at most {MAX_PER_REQUEST} records per {message}")
+        kind = f"Microsoft.Dynamics.CRM.{logical_name(entity_set)}"
+        what = f"{message} of {len(records)} {entity_set}"
+        try:
+            response = self._call(
+                "POST",
+                f"{entity_set}/Microsoft.Dynamics.CRM.{message}",
+                json={"Targets": [{"@odata.type": kind, **r} for r in records]},
+                what=what,
+            )
+        except NotFound as exc:
+            if f"Microsoft.Dynamics.CRM.{message}" in str(exc):
+                self._no_bulk.add((entity_set, message))
+                raise NotSupported(f"{entity_set} does not support {message}") from None
+            raise
+        if response.status_code != 204 and not (
+            message == "CreateMultiple" and isinstance(_json(response, what).get("Ids"), list)
+        ):  # the documented answers: 204, or CreateMultiple's Ids
+            kind = response.headers.get("content-type", "no content type")
+            raise MalformedResponse(
+                f"{what}: Dataverse answered {response.status_code} ({kind}), not the "
+                f"documented 204; whether it took effect is unknown: {response.text[:80]!r}"
+            )
+
+    def batch(self, items: list[BatchItem], what: str) -> list[Answer]:
+        """Runs independent requests and change sets in one $batch with
+        continue-on-error; returns one answer per request, in order."""
+        count = sum(len(i) if isinstance(i, list) else 1 for i in items)
+        if count > MAX_PER_REQUEST:
+            raise ValueError(f"at most {MAX_PER_REQUEST} requests per $batch")
+        content_type, body = build_batch(items)
         response = self._call(
             "POST",
             "$batch",
@@ -278,25 +369,65 @@ class DataverseClient:
             what=what,
         )
         try:
-            answers = parse_batch_response(
-                response.headers.get("content-type", ""), response.content
-            )
+            parsed = parse_batch_items(response.headers.get("content-type", ""), response.content)
         except ValueError as exc:
             raise MalformedResponse(f"{what}: {exc}") from None
-        for answer in answers:
-            if answer.status >= 400:
-                fake = httpx.Response(answer.status, content=answer.body)
-                raise_for(fake, what)
-        if len(answers) != len(operations):
+        if len(parsed) != len(items):
             raise MalformedResponse(
-                f"{what}: {len(operations)} requests in the change set, {len(answers)} answers"
+                f"{what}: {len(items)} items in the batch, {len(parsed)} answers"
             )
-        return [a.status for a in answers]
+        answers: list[Answer] = []
+        for item, got in zip(items, parsed, strict=True):
+            size = len(item) if isinstance(item, list) else 1
+            parts = got if isinstance(got, list) else [got]
+            if len(parts) == 1 and parts[0].status >= 400:
+                answers += [_answer_of(parts[0], what)] * size
+            elif len(parts) != size:
+                raise MalformedResponse(
+                    f"{what}: {size} requests in a change set, {len(parts)} answers"
+                )
+            else:
+                answers += [_answer_of(part, what) for part in parts]
+        return answers
+
+    def changes(self, entity_set: str, select: list[str], delta_link: str | None) -> Changes:
+        """Change tracking (`Prefer: odata.track-changes`): every row on a first read, then
+        the rows changed and deleted since `delta_link`. Pages follow @odata.nextLink."""
+        changes = Changes(iter(()))
+        changes.rows = self._change_pages(entity_set, select, delta_link, changes)
+        return changes
+
+    def _change_pages(
+        self, entity_set: str, select: list[str], delta_link: str | None, out: Changes
+    ) -> Iterator[dict[str, Any]]:
+        what = f"reading changes of {entity_set}"
+        url: str | None = delta_link or entity_set
+        params: dict[str, str] | None = None if delta_link else {"$select": ",".join(select)}
+        headers = {"Prefer": "odata.track-changes,odata.maxpagesize=5000"}
+        while url is not None:
+            try:
+                response = self._call("GET", url, params=params, headers=headers, what=what)
+            except DataverseError as exc:
+                if delta_link and 400 <= exc.status < 500 and exc.status not in (401, 403, 429):
+                    raise DeltaRefused(str(exc), exc.status, exc.code) from None
+                raise
+            if "odata.track-changes" not in response.headers.get("preference-applied", ""):
+                raise NotTracked(f"{entity_set} does not track changes")
+            data = _json(response, what)
+            rows = data.get("value")
+            if not isinstance(rows, list):
+                raise MalformedResponse(f"{what}: the answer has no 'value' list")
+            yield from rows
+            next_link, params = data.get("@odata.nextLink"), None
+            url = next_link if isinstance(next_link, str) else None
+            if url is None:
+                link = data.get("@odata.deltaLink")
+                out.delta_link = link if isinstance(link, str) else None
 
     # -- transport -------------------------------------------------------------------------
     def _call(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self._http.request(method, url, **kwargs)
+            response = self._http.request(method, url, **kwargs)
         except Refused as exc:
             if exc.transient:
                 if exc.retry_after is not None and exc.retry_after > POLICY.max_wait:
@@ -317,3 +448,23 @@ class DataverseClient:
             raise DataverseError(f"{what}: {exc}") from None
         except MicrosoftError as exc:
             raise DataverseError(f"{what}: {exc}") from None
+        date = response.headers.get("date")
+        if date:  # a proxy's odd Date header: keep the last good one
+            with suppress(TypeError, ValueError):
+                self.server_time = parsedate_to_datetime(date).astimezone(UTC)
+        return response
+
+
+def _answer_of(part: BatchResponse, what: str) -> Answer:
+    if part.status >= 400:
+        try:
+            raise_for(httpx.Response(part.status, content=part.body), what)
+        except DataverseError as exc:
+            return Answer(part.status, {}, exc)
+    try:
+        data = part.json() if part.body.strip() else {}
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return Answer(part.status, {}, MalformedResponse(f"{what}: an answer is not a JSON object"))
+    return Answer(part.status, data)

@@ -1,10 +1,13 @@
-"""What some mappings do beyond their field mappings (the documented rules):
+"""What some mappings do beyond their field mappings (the documented rules), a chunk
+of records at a time:
 
 - UNITOFMEASURE: a unit group holds exactly one unit, its base unit, which is coupled
   too (products refer to it).
 - ITEM-PRODUCT: item sync keeps a price list in Dataverse and the item's price in it.
-- POSTEDSALESINV-INV: the invoice and its lines are created in one $batch change set
-  (all or nothing); every line's product and unit must be coupled first.
+- SALESPRC-PRODPRICE: a sales price whose ending date has passed is no current price:
+  its price-list line is removed (a product price level has no inactive state).
+- POSTEDSALESINV-INV: each invoice and its lines are created in one change set (all or
+  nothing), many invoices to a `$batch`; every line's product and unit must be coupled.
 - SALESPEOPLE: a Dataverse user is coupled to the salesperson with the same email, or
   becomes a new salesperson.
 """
@@ -13,78 +16,116 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Select, String, cast, func, select, update
 
-from domain.sales.integration import DataverseConnection
-from domain.sales.models import SalesInvoiceLine, Salesperson, table
-from jobs.dataverse.batch import BatchOperation
-from jobs.dataverse.client import MalformedResponse, PreconditionFailed, Written, written
-from jobs.sales import couplings
-
-if TYPE_CHECKING:
-    from jobs.sales.engine import SyncContext
+from domain.sales.integration import Coupling, DataverseConnection
+from domain.sales.models import SalesInvoiceLine, Salesperson, SalesPrice, table
+from jobs.dataverse.batch import BatchItem, BatchOperation
+from jobs.dataverse.client import MAX_PER_REQUEST, DataverseError, MalformedResponse, Written
+from jobs.sales import writes
+from jobs.sales.books import Couple
+from jobs.sales.candidates import Candidate
+from jobs.sales.context import SyncContext
+from jobs.sales.mapping import Mapping
 
 DEFAULT_PRICE_LIST = "Business Central (integration, do not edit)"
 LINES = table(SalesInvoiceLine)
 SP = table(Salesperson)
+PRICES = table(SalesPrice)
 DC = table(DataverseConnection)
+C = table(Coupling)
+
+
+@dataclass
+class Done:
+    """A record written in this run (etag None: to be read back)."""
+
+    candidate: Candidate
+    written: Written
+    created: bool
+
+
+@dataclass
+class AfterWrite:
+    failed: dict[str, str]  # local id -> reason: the record fails (retried next run)
+    couples: list[Couple]  # further couplings to record (a unit group's unit)
 
 
 class Behaviour:
+    def prefetch(self, ctx: SyncContext, rows: list[Any]) -> None:
+        """Loads what this chunk's extra payloads refer to, in a few statements."""
+
     def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
         return {}
 
+    def extra_candidates(self, mapping: Mapping, today: date) -> Select[Any] | None:
+        return None
+
+    def retired(self, row: Any, today: date) -> bool:
+        """Whether the record is no longer current: its coupled row is removed."""
+        return False
+
     def create(
-        self, ctx: SyncContext, entity_set: str, row_id: str, payload: dict[str, Any], row: Any
-    ) -> Written:
-        return ctx.client.create(entity_set, row_id, payload)
+        self, ctx: SyncContext, entity_set: str, new: dict[str, tuple[Any, dict[str, Any]]]
+    ) -> dict[str, writes.Outcome]:
+        """Creates rows (row id -> (record, payload)) with the ids reserved for them."""
+        return writes.create_all(ctx.client, entity_set, {i: p for i, (_, p) in new.items()})
 
-    def after_write(self, ctx: SyncContext, row: Any, result: Written, created: bool) -> None:
-        return None
+    def check(self, ctx: SyncContext, row: Any, row_id: str) -> None:
+        """Raises SkipRecord or RecordError for what the payload alone does not show."""
 
-    def match_local(
-        self, conn: Connection, dv_row: dict[str, Any], values: dict[str, Any]
-    ) -> str | None:
-        return None
+    def after_write(self, ctx: SyncContext, done: list[Done]) -> AfterWrite:
+        return AfterWrite({}, [])
 
-    def new_local_key(
-        self, conn: Connection, dv_row: dict[str, Any], values: dict[str, Any]
-    ) -> str | None:
+    def match_local(self, conn: Connection, values: list[dict[str, Any]]) -> list[str | None]:
+        """The local records uncoupled Dataverse rows correspond to (None: no match)."""
+        return [None] * len(values)
+
+    def new_local_key(self, values: dict[str, Any], taken: set[str]) -> str | None:
         """The key of a new local record for an uncoupled Dataverse row; None: this
         mapping does not create local records (the row stays uncoupled, reported)."""
         return None
 
+    def taken_keys(self, conn: Connection) -> set[str]:
+        return set()
+
 
 class UnitGroup(Behaviour):
-    def after_write(self, ctx: SyncContext, row: Any, result: Written, created: bool) -> None:
-        code = str(row.code)
-        if ctx.coupled("units_of_measure", code, "uoms") is not None:
-            return
-        units = list(
-            ctx.client.query(
-                "uoms",
-                ["uomid", "name"],
-                f"_uomscheduleid_value eq {result.id}",
-                key="uomid",
-                orderby="name asc",
+    def after_write(self, ctx: SyncContext, done: list[Done]) -> AfterWrite:
+        failed: dict[str, str] = {}
+        couples: list[Couple] = []
+        for d in done:
+            code = d.candidate.local_id
+            if ctx.coupled("units_of_measure", code, "uoms") is not None:
+                continue
+            try:
+                units = list(
+                    ctx.client.query(
+                        "uoms",
+                        ["uomid", "name"],
+                        f"_uomscheduleid_value eq {d.written.id}",
+                        key="uomid",
+                        orderby="name asc",
+                    )
+                )
+                if len(units) != 1:
+                    raise MalformedResponse(
+                        f"unit group {code} has {len(units)} units in Dataverse; it must "
+                        "have exactly one"
+                    )
+            except DataverseError as exc:
+                failed[code] = str(exc)
+                continue
+            unit = str(units[0]["uomid"])
+            couples.append(
+                Couple("units_of_measure", code, "uoms", unit, units[0].get("@odata.etag"))
             )
-        )
-        if len(units) != 1:
-            raise MalformedResponse(
-                f"unit group {code} has {len(units)} units in Dataverse; it must have exactly one"
-            )
-        with ctx.db.begin() as conn:
-            couplings.couple(
-                conn,
-                "units_of_measure",
-                code,
-                "uoms",
-                units[0]["uomid"],
-                units[0].get("@odata.etag"),
-                ctx.now(),
-            )
+            ctx.lookups.remember("units_of_measure", code, "uoms", unit)
+        return AfterWrite(failed, couples)
 
 
 def default_price_list(ctx: SyncContext) -> str:
@@ -105,47 +146,108 @@ def default_price_list(ctx: SyncContext) -> str:
 
 
 class ItemProduct(Behaviour):
+    def prefetch(self, ctx: SyncContext, rows: list[Any]) -> None:
+        default_price_list(ctx)
+
     def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
         return {"pricelevelid@odata.bind": f"/pricelevels({default_price_list(ctx)})"}
 
     def create(
-        self, ctx: SyncContext, entity_set: str, row_id: str, payload: dict[str, Any], row: Any
-    ) -> Written:
+        self, ctx: SyncContext, entity_set: str, new: dict[str, tuple[Any, dict[str, Any]]]
+    ) -> dict[str, writes.Outcome]:
         """The product's default price list is not valid for create (the product table
-        reference: Dataverse ignores it), so it is set by an update right after. A crash
-        in between leaves the coupling reserved, and the next run repeats both."""
-        price_list = payload.pop("pricelevelid@odata.bind", None)
-        created = ctx.client.create(entity_set, row_id, payload)
-        if price_list is None:
-            return created
-        return ctx.client.update(
-            entity_set, row_id, {"pricelevelid@odata.bind": price_list}, created.etag
+        reference: Dataverse ignores it), so `after_write` sets it by an update. A crash
+        in between leaves the couplings reserved, and the next run repeats both."""
+        bodies = {
+            i: {k: v for k, v in p.items() if k != "pricelevelid@odata.bind"}
+            for i, (_, p) in new.items()
+        }
+        return writes.create_all(ctx.client, entity_set, bodies)
+
+    def after_write(self, ctx: SyncContext, done: list[Done]) -> AfterWrite:
+        price_list = f"/pricelevels({default_price_list(ctx)})"
+        failed: dict[str, str] = {}
+        created = {d.written.id: d for d in done if d.created}
+        if created:
+            answers = writes.upsert_all(
+                ctx.client,
+                "products",
+                {i: {"pricelevelid@odata.bind": price_list} for i in created},
+            )
+            for row_id, error in answers.items():
+                if error is not None:
+                    failed[created[row_id].candidate.local_id] = str(error)
+                else:  # changed again: its version is read back
+                    created[row_id].written = Written(row_id, None, None)
+        lines: dict[str, dict[str, Any]] = {}
+        owners: dict[str, Done] = {}
+        for d in done:
+            if d.candidate.local_id in failed:
+                continue
+            row = d.candidate.row
+            unit = ctx.coupled("units_of_measure", str(row.base_unit_of_measure), "uoms")
+            # Deterministic id: a repeated run finds the line instead of adding another.
+            line_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"price:{d.written.id}"))
+            lines[line_id] = {
+                "pricelevelid@odata.bind": price_list,
+                "productid@odata.bind": f"/products({d.written.id})",
+                "uomid@odata.bind": f"/uoms({unit})",
+                "amount": float(row.unit_price),
+                "pricingmethodcode": 1,
+            }
+            owners[line_id] = d
+        couples = []
+        for line_id, error in writes.upsert_all(ctx.client, "productpricelevels", lines).items():
+            local_id = owners[line_id].candidate.local_id
+            if error is not None:
+                failed[local_id] = str(error)
+            else:
+                couples.append(Couple("items", local_id, "productpricelevels", line_id))
+        return AfterWrite(failed, couples)
+
+
+class SalesPrices(Behaviour):
+    def extra_candidates(self, mapping: Mapping, today: date) -> Select[Any] | None:
+        """Coupled prices whose ending date passed since: no change marks them."""
+        coupled = select(C.c.local_id).where(
+            C.c.local_table == "sales_prices", C.c.dataverse_table == mapping.entity_set
+        )
+        return select(PRICES).where(
+            PRICES.c.ending_date < today,
+            cast(PRICES.c.id, String).in_(coupled),
         )
 
-    def after_write(self, ctx: SyncContext, row: Any, result: Written, created: bool) -> None:
-        unit = ctx.coupled("units_of_measure", str(row.base_unit_of_measure), "uoms")
-        price = {
-            "pricelevelid@odata.bind": f"/pricelevels({default_price_list(ctx)})",
-            "productid@odata.bind": f"/products({result.id})",
-            "uomid@odata.bind": f"/uoms({unit})",
-            "amount": float(row.unit_price),
-            "pricingmethodcode": 1,
-        }
-        with ctx.db.connect() as conn:
-            line = couplings.find(conn, "items", str(row.no), "productpricelevels")
-        if line is not None:
-            done = ctx.client.update("productpricelevels", str(line.dataverse_id), price, None)
-        else:
-            # Deterministic id: a repeated run finds the line instead of adding another.
-            line_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"price:{result.id}"))
-            done = ctx.client.create("productpricelevels", line_id, price)
-        with ctx.db.begin() as conn:
-            couplings.couple(
-                conn, "items", str(row.no), "productpricelevels", done.id, done.etag, ctx.now()
-            )
+    def retired(self, row: Any, today: date) -> bool:
+        return row.ending_date is not None and row.ending_date < today
 
 
 class PostedInvoice(Behaviour):
+    def prefetch(self, ctx: SyncContext, rows: list[Any]) -> None:
+        numbers = [str(r.no) for r in rows]
+        lines: dict[str, list[Any]] = {n: [] for n in numbers}
+        with ctx.db.connect() as conn:
+            for start in range(0, len(numbers), 500):
+                for line in conn.execute(
+                    select(LINES)
+                    .where(LINES.c.document_no.in_(numbers[start : start + 500]))
+                    .order_by(LINES.c.document_no, LINES.c.line_no)
+                ):
+                    lines[str(line.document_no)].append(line)
+        ctx.cache["invoice_lines"] = lines
+        for source in ("items", "resources"):
+            kind = source.removesuffix("s").capitalize()
+            ctx.lookups.prefetch(
+                source, "products", [ln.no for ls in lines.values() for ln in ls if ln.type == kind]
+            )
+        ctx.lookups.prefetch(
+            "units_of_measure",
+            "uoms",
+            [ln.unit_of_measure_code for ls in lines.values() for ln in ls],
+        )
+        groups = [r.customer_price_group for r in rows if r.customer_price_group]
+        ctx.lookups.prefetch("customer_price_groups", "pricelevels", groups)
+        default_price_list(ctx)
+
     def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
         group = str(row.customer_price_group or "")
         price_list = ctx.coupled("customer_price_groups", group, "pricelevels") if group else None
@@ -154,12 +256,8 @@ class PostedInvoice(Behaviour):
         return {"pricelevelid@odata.bind": f"/pricelevels({price_list or default_price_list(ctx)})"}
 
     def _lines(self, ctx: SyncContext, row: Any, invoice_id: str) -> list[BatchOperation]:
-        with ctx.db.connect() as conn:
-            lines = conn.execute(
-                select(LINES).where(LINES.c.document_no == row.no).order_by(LINES.c.line_no)
-            ).all()
         ops = []
-        for line in lines:
+        for line in ctx.cache["invoice_lines"].get(str(row.no), []):
             source = {"Item": "items", "Resource": "resources"}.get(str(line.type))
             body: dict[str, Any] = {
                 "invoiceid@odata.bind": f"/invoices({invoice_id})",
@@ -189,52 +287,82 @@ class PostedInvoice(Behaviour):
         return ops
 
     def create(
-        self, ctx: SyncContext, entity_set: str, row_id: str, payload: dict[str, Any], row: Any
-    ) -> Written:
-        header = BatchOperation(
-            "PATCH", f"{ctx.client.api}invoices({row_id})", payload, {"If-None-Match": "*"}
-        )
-        lines = self._lines(ctx, row, row_id)
+        self, ctx: SyncContext, entity_set: str, new: dict[str, tuple[Any, dict[str, Any]]]
+    ) -> dict[str, writes.Outcome]:
+        """Line lookups are resolved when the payloads are built (see `check`), so a
+        line waiting for its item skips the invoice before anything is sent."""
+        out: dict[str, writes.Outcome] = {}
+        batch: list[BatchItem] = []
+        ids: list[str] = []
+        size = 0
+        for row_id, (_row, payload) in new.items():
+            header = writes.patch(ctx.client, "invoices", row_id, payload, {"If-None-Match": "*"})
+            changeset = [header, *ctx.cache["invoice_ops"][row_id]]
+            if size + len(changeset) > MAX_PER_REQUEST and batch:
+                out |= self._send(ctx, batch, ids)
+                batch, ids, size = [], [], 0
+            batch.append(changeset)
+            ids.append(row_id)
+            size += len(changeset)
+        if batch:
+            out |= self._send(ctx, batch, ids)
+        return out
+
+    def _send(
+        self, ctx: SyncContext, batch: list[BatchItem], ids: list[str]
+    ) -> dict[str, writes.Outcome]:
         try:
-            ctx.client.changeset([header, *lines], f"creating invoice {row.no}")
-        except PreconditionFailed:
-            if ctx.client.get("invoices", row_id, ["modifiedon"]) is None:
-                raise  # not ours: something else refused the change set
-        current = ctx.client.get("invoices", row_id, ["modifiedon"])
-        if current is None:
-            raise MalformedResponse(
-                f"invoice {row.no}: the change set succeeded but the row is missing"
-            )
-        return written("invoices", row_id, current, f"creating invoice {row.no}")
+            answers = ctx.client.batch(batch, f"creating {len(ids)} invoices")
+        except DataverseError as exc:
+            return {i: writes.Outcome(error=exc) for i in ids}
+        out: dict[str, writes.Outcome] = {}
+        position = 0
+        for row_id, item in zip(ids, batch, strict=True):
+            header = answers[position]
+            position += len(item) if isinstance(item, list) else 1
+            if header.status == 412:  # an earlier attempt created it: read it back
+                out[row_id] = writes.Outcome(Written(row_id, None, None))
+            else:
+                out[row_id] = writes.written_of(row_id, header)
+        return out
+
+    def check(self, ctx: SyncContext, row: Any, row_id: str) -> None:
+        """Builds the invoice's line requests (raising SkipRecord for a line waiting for
+        its product or unit) before anything is sent."""
+        ctx.cache.setdefault("invoice_ops", {})[row_id] = self._lines(ctx, row, row_id)
 
 
 class Salespeople(Behaviour):
-    def match_local(
-        self, conn: Connection, dv_row: dict[str, Any], values: dict[str, Any]
-    ) -> str | None:
-        email = str(values.get("email") or "").lower()
-        if not email:
-            return None
-        found = conn.execute(select(SP.c.code).where(func.lower(SP.c.email) == email)).first()
-        return str(found.code) if found else None
+    def match_local(self, conn: Connection, values: list[dict[str, Any]]) -> list[str | None]:
+        emails = {str(v.get("email") or "").lower() for v in values} - {""}
+        by_email = {
+            str(r.email).lower(): str(r.code)
+            for r in conn.execute(
+                select(SP.c.code, SP.c.email).where(func.lower(SP.c.email).in_(sorted(emails)))
+            )
+        }
+        return [by_email.get(str(v.get("email") or "").lower()) for v in values]
 
-    def new_local_key(
-        self, conn: Connection, dv_row: dict[str, Any], values: dict[str, Any]
-    ) -> str | None:
+    def taken_keys(self, conn: Connection) -> set[str]:
+        return {str(c) for c in conn.execute(select(SP.c.code)).scalars()}
+
+    def new_local_key(self, values: dict[str, Any], taken: set[str]) -> str | None:
         words = re.findall(r"[A-Za-z0-9]+", str(values.get("name") or "")) or ["SP"]
         base = (
             "".join(w[0] for w in words).upper()[:16] if len(words) > 1 else words[0].upper()[:16]
         )
         code, n = base, 1
-        while conn.execute(select(SP.c.code).where(SP.c.code == code)).first():
+        while code in taken:
             n += 1
             code = f"{base}{n}"
+        taken.add(code)
         return code
 
 
 _BEHAVIOURS: dict[str, Behaviour] = {
     "UNITOFMEASURE": UnitGroup(),
     "ITEM-PRODUCT": ItemProduct(),
+    "SALESPRC-PRODPRICE": SalesPrices(),
     "POSTEDSALESINV-INV": PostedInvoice(),
     "SALESPEOPLE": Salespeople(),
 }

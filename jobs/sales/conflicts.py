@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from domain.sales.integration import Coupling, PendingRecord, RecordSyncState, SyncResult
 from domain.sales.models import LOCAL_MODELS, table
-from jobs.sales.engine import load_mapping
+from jobs.sales.mapping import load_mapping
 
 C, P, S = table(Coupling), table(PendingRecord), table(RecordSyncState)
 
