@@ -155,6 +155,10 @@ class DataverseEmulator(HttpsEmulator):
         # Change tracking: deletions by version; tables with it off; tokens older than
         # `token_floor` have expired (the retention period has passed).
         self.deletions: list[tuple[int, str, str]] = []
+        # Writes inside a change set or bulk message, to undo them when one fails; and
+        # the unique values per table (as the service's unique index would keep them).
+        self._journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
+        self._unique: dict[str, dict[str, str]] = {name: {} for name in UNIQUE}
         self.untracked: set[str] = set()
         self.token_floor = 0
         self.tables["systemusers"][self.integration_user] = self._stamp(
@@ -238,16 +242,55 @@ class DataverseEmulator(HttpsEmulator):
     def edit(self, entity_set: str, row_id: str, changes: dict[str, Any], by: str) -> None:
         """A change made in Dataverse by the user `by` (a person, or the integration user)."""
         with self.lock:
-            row = self.tables[entity_set][row_id]
+            row = dict(self.tables[entity_set][row_id])
             row.update(changes)
-            self._stamp(entity_set, row, by)
+            self._store(entity_set, row_id, self._stamp(entity_set, row, by))
+
+    def _store(self, entity_set: str, row_id: str, row: dict[str, Any]) -> None:
+        table = self.tables[entity_set]
+        self._forget(entity_set, row_id)
+        if self._journal is not None:
+            self._journal.append((entity_set, row_id, table.get(row_id)))
+        table[row_id] = row
+        if entity_set in UNIQUE:
+            self._unique[entity_set][str(row.get(UNIQUE[entity_set])).lower()] = row_id
+
+    def _forget(self, entity_set: str, row_id: str) -> None:
+        old = self.tables[entity_set].get(row_id)
+        if old is not None and entity_set in UNIQUE:
+            self._unique[entity_set].pop(str(old.get(UNIQUE[entity_set])).lower(), None)
+
+    def _remove(self, entity_set: str, row_id: str) -> None:
+        self._forget(entity_set, row_id)
+        if self._journal is not None:
+            self._journal.append((entity_set, row_id, self.tables[entity_set][row_id]))
+        del self.tables[entity_set][row_id]
+        self.version += 1
+        self.deletions.append((self.version, entity_set, row_id))
+
+    def _all_or_nothing(self) -> Any:
+        """Journals writes until `_settle(journal, ok)` keeps or undoes them."""
+        self._journal = []
+        return self._journal
+
+    def _settle(self, journal: list[tuple[str, str, dict[str, Any] | None]], ok: bool) -> None:
+        self._journal = None
+        if ok:
+            return
+        for entity_set, row_id, old in reversed(journal):
+            self._forget(entity_set, row_id)
+            if old is None:
+                self.tables[entity_set].pop(row_id, None)
+            else:
+                self.tables[entity_set][row_id] = old
+                if entity_set in UNIQUE:
+                    value = str(old.get(UNIQUE[entity_set])).lower()
+                    self._unique[entity_set][value] = row_id
 
     def delete(self, entity_set: str, row_id: str) -> None:
         """A row deleted in Dataverse by a person."""
         with self.lock:
-            del self.tables[entity_set][row_id]
-            self.version += 1
-            self.deletions.append((self.version, entity_set, row_id))
+            self._remove(entity_set, row_id)
 
     def expire_delta_tokens(self) -> None:
         """Every delta token handed out so far is past its retention period."""
@@ -324,17 +367,13 @@ class DataverseEmulator(HttpsEmulator):
             )
         unique = UNIQUE.get(entity_set)
         if unique:
-            for other_id, other in self.tables[entity_set].items():
-                if (
-                    other_id != row_id
-                    and str(other.get(unique)).lower() == str(row.get(unique)).lower()
-                ):
-                    raise ODataError(
-                        400,
-                        "0x80040237",
-                        f"A {LOGICAL[entity_set]} with {unique} '{row.get(unique)}' "
-                        "already exists.",
-                    )
+            other_id = self._unique[entity_set].get(str(row.get(unique)).lower())
+            if other_id is not None and other_id != row_id:
+                raise ODataError(
+                    400,
+                    "0x80040237",
+                    f"A {LOGICAL[entity_set]} with {unique} '{row.get(unique)}' already exists.",
+                )
 
     def _create(
         self, entity_set: str, row_id: str, body: dict[str, Any], user: str
@@ -349,21 +388,25 @@ class DataverseEmulator(HttpsEmulator):
             row["extendedamount"] = float(
                 Decimal(str(row["priceperunit"])) * Decimal(str(row["quantity"]))
             )
-        self.tables[entity_set][row_id] = self._stamp(entity_set, row, user, created=True)
+        self._store(entity_set, row_id, self._stamp(entity_set, row, user, created=True))
         if entity_set == "uomschedules":  # the base unit comes with its group
             unit = str(uuid.uuid4())
-            self.tables["uoms"][unit] = self._stamp(
+            self._store(
                 "uoms",
-                {
-                    "uomid": unit,
-                    "name": row["baseuomname"],
-                    "_uomscheduleid_value": row_id,
-                    "_baseuom_value": unit,
-                    "quantity": 1,
-                    "isschedulebase": True,
-                },
-                user,
-                created=True,
+                unit,
+                self._stamp(
+                    "uoms",
+                    {
+                        "uomid": unit,
+                        "name": row["baseuomname"],
+                        "_uomscheduleid_value": row_id,
+                        "_baseuom_value": unit,
+                        "quantity": 1,
+                        "isschedulebase": True,
+                    },
+                    user,
+                    created=True,
+                ),
             )
         return row
 
@@ -442,9 +485,7 @@ class DataverseEmulator(HttpsEmulator):
         if request.method == "DELETE":
             if existing is None:
                 raise self._missing(entity_set, row_id)
-            del table[row_id]
-            self.version += 1
-            self.deletions.append((self.version, entity_set, row_id))
+            self._remove(entity_set, row_id)
             return 204, {}, None
         if request.method != "PATCH":
             raise ODataError(405, "0x80060888", f"{request.method} is not allowed here")
@@ -467,7 +508,7 @@ class DataverseEmulator(HttpsEmulator):
         candidate = dict(existing)
         self._apply(entity_set, candidate, request.json())
         self._check(entity_set, candidate, row_id)
-        table[row_id] = self._stamp(entity_set, candidate, user)
+        self._store(entity_set, row_id, self._stamp(entity_set, candidate, user))
         return self._written(entity_set, candidate, request, 200)
 
     def _missing(self, entity_set: str, row_id: str) -> ODataError:
@@ -586,7 +627,7 @@ class DataverseEmulator(HttpsEmulator):
         if not isinstance(targets, list) or not targets:
             raise ODataError(400, "0x80040203", "Targets must be a non-empty collection.")
         key, wanted_type = KEYS[entity_set], f"Microsoft.Dynamics.CRM.{LOGICAL[entity_set]}"
-        snapshot = {name: dict(rows) for name, rows in self.tables.items()}, self.version
+        journal = self._all_or_nothing()
         ids: list[str] = []
         try:
             for target in targets:
@@ -607,11 +648,12 @@ class DataverseEmulator(HttpsEmulator):
                     candidate = dict(existing)
                     self._apply(entity_set, candidate, body)
                     self._check(entity_set, candidate, row_id)
-                    self.tables[entity_set][row_id] = self._stamp(entity_set, candidate, user)
+                    self._store(entity_set, row_id, self._stamp(entity_set, candidate, user))
                 ids.append(row_id)
         except ODataError:
-            self.tables, self.version = snapshot
+            self._settle(journal, ok=False)
             raise
+        self._settle(journal, ok=True)
         if message == "CreateMultiple":
             context = f"{self.url}{API}$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse"
             return 200, {}, {"@odata.context": context, "Ids": ids}
@@ -665,12 +707,11 @@ class DataverseEmulator(HttpsEmulator):
 
     def _changeset(self, parts: list[Any], user: str) -> tuple[str, bool]:
         """A change set's answer, and whether it took effect (all of it or nothing)."""
-        # Writes replace row dicts rather than change them, so a shallow copy is a snapshot.
-        snapshot = {name: dict(rows) for name, rows in self.tables.items()}, self.version
+        journal = self._all_or_nothing()
         answers = [self._sub_request(p, user) for p in parts]
         failed = next((a for a in answers if a[0][0] >= 400), None)
+        self._settle(journal, ok=failed is None)
         if failed is not None:
-            self.tables, self.version = snapshot
             return self._part(failed), False
         boundary = f"changesetresponse_{uuid.uuid4()}"
         inner = "".join(f"--{boundary}\r\n{self._part(a)}\r\n" for a in answers)

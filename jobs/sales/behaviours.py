@@ -146,9 +146,6 @@ def default_price_list(ctx: SyncContext) -> str:
 
 
 class ItemProduct(Behaviour):
-    def prefetch(self, ctx: SyncContext, rows: list[Any]) -> None:
-        default_price_list(ctx)
-
     def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
         return {"pricelevelid@odata.bind": f"/pricelevels({default_price_list(ctx)})"}
 
@@ -246,7 +243,6 @@ class PostedInvoice(Behaviour):
         )
         groups = [r.customer_price_group for r in rows if r.customer_price_group]
         ctx.lookups.prefetch("customer_price_groups", "pricelevels", groups)
-        default_price_list(ctx)
 
     def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
         group = str(row.customer_price_group or "")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, tuple_
+from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from domain.sales.integration import (
@@ -135,13 +135,17 @@ class Books:
                     )
                 )
             if couples:
-                conn.execute(
-                    delete(C).where(
-                        tuple_(C.c.local_table, C.c.local_id, C.c.dataverse_table).in_(
-                            [(c.local_table, c.local_id, c.entity_set) for c in couples]
+                by_pair: dict[tuple[str, str], list[str]] = {}
+                for c in couples:
+                    by_pair.setdefault((c.local_table, c.entity_set), []).append(c.local_id)
+                for (local_table, entity_set), ids in by_pair.items():
+                    conn.execute(
+                        delete(C).where(
+                            C.c.local_table == local_table,
+                            C.c.dataverse_table == entity_set,
+                            C.c.local_id.in_(ids),
                         )
                     )
-                )
                 conn.execute(
                     insert(C),
                     [

@@ -101,7 +101,7 @@ class SyncEngine:
             books.record(results)
             for r in results:
                 counters.count(r.outcome)
-        if watermark is not None:
+        if watermark is not None and watermark != mapping.row.local_watermark:
             with self.db.begin() as conn:
                 conn.execute(
                     update(M).where(M.c.name == mapping.name).values(local_watermark=watermark)

@@ -55,13 +55,21 @@ class Pusher:
         return self.ctx.client
 
     def push(self, chunk: list[Candidate]) -> list[Result]:
-        self._prefetch(chunk)
         results: list[Result] = []
         creates: list[Pending] = []
         updates: list[Pending] = []
         retired: list[Candidate] = []
+        to_send: list[Candidate] = []
         for c in chunk:
-            decided = self._decide(c, creates, updates, retired)
+            settled = self._settled(c, retired)
+            if settled is not None:
+                results.append(settled)
+            elif c not in retired:
+                to_send.append(c)
+        if to_send:
+            self._prefetch(to_send)
+        for c in to_send:
+            decided = self._payload(c, creates, updates)
             if decided is not None:
                 results.append(decided)
         results += self._retire(retired)
@@ -88,13 +96,9 @@ class Pusher:
                 )
         self.behaviour.prefetch(self.ctx, rows)
 
-    def _decide(
-        self,
-        c: Candidate,
-        creates: list[Pending],
-        updates: list[Pending],
-        retired: list[Candidate],
-    ) -> Result | None:
+    def _settled(self, c: Candidate, retired: list[Candidate]) -> Result | None:
+        """The outcome of a record that needs no payload (unchanged, written by this
+        integration, not to be created, no longer current); None: it is to be sent."""
         modified = c.row._mapping[self.mapping.modified_field]
         coupling, state = c.coupling, c.state
         # A recorded conflict waits for the admin (or a new local change), not every run.
@@ -118,6 +122,12 @@ class Pusher:
             return Result(c.local_id, Outcome.UNCHANGED, state=(modified, dv_modified))
         if coupling is None and not self.mapping.creates:
             return Result(c.local_id, Outcome.UNCHANGED)  # only coupled records are updated
+        return None
+
+    def _payload(
+        self, c: Candidate, creates: list[Pending], updates: list[Pending]
+    ) -> Result | None:
+        coupling = c.coupling
         creating = coupling is None or coupling.last_result == SyncResult.CREATING
         row_id = str(uuid.uuid4()) if coupling is None else str(coupling.dataverse_id)
         try:

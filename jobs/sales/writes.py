@@ -89,18 +89,18 @@ def create_all(
         try:
             client.bulk(entity_set, "UpsertMultiple", [{key: i, **body} for i, body in chunk])
         except NotSupported:
-            out |= _create_each(client, entity_set, chunk)
+            out |= create_each(client, entity_set, chunk)
         except DataverseError as exc:
             if exc.status in TRANSIENT:  # throttled or down beyond the retry policy
                 out |= {i: Outcome(error=exc) for i, _ in chunk}
             else:  # one bad record refuses the chunk: find it
-                out |= _create_each(client, entity_set, chunk)
+                out |= create_each(client, entity_set, chunk)
         else:
             out |= {i: Outcome(Written(i, None, None)) for i, _ in chunk}
     return out
 
 
-def _create_each(
+def create_each(
     client: DataverseClient, entity_set: str, chunk: list[tuple[str, dict[str, Any]]]
 ) -> dict[str, Outcome]:
     ops = [patch(client, entity_set, i, body, {"If-None-Match": "*"}) for i, body in chunk]
