@@ -22,8 +22,9 @@ import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from email.message import Message
 from email.parser import BytesParser
-from email.policy import HTTP
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -661,7 +662,7 @@ class DataverseEmulator(HttpsEmulator):
 
     def batch(self, request: Request, user: str) -> Response:
         content_type = str(request.headers.get("Content-Type", ""))
-        message = BytesParser(policy=HTTP).parsebytes(
+        message = BytesParser(policy=compat32).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
         )
         if not message.is_multipart():
@@ -670,9 +671,9 @@ class DataverseEmulator(HttpsEmulator):
         go_on = "odata.continue-on-error" in str(request.headers.get("Prefer", ""))
         out: list[str] = []
         failed = False
-        for part in message.iter_parts():
+        for part in _parts(message):
             if part.get_content_type() == "multipart/mixed":
-                text, ok = self._changeset(list(part.iter_parts()), user)
+                text, ok = self._changeset(_parts(part), user)
             else:
                 answer = self._sub_request(part, user)
                 text, ok = self._part(answer), answer[0][0] < 400
@@ -741,13 +742,17 @@ class DataverseEmulator(HttpsEmulator):
         return "\r\n".join(lines)
 
 
+def _parts(message: Message) -> list[Message]:
+    return [p for p in message.get_payload() if isinstance(p, Message)]
+
+
 def _http_request(raw: Any) -> tuple[str, dict[str, str], bytes]:
     """The request line, headers (lower-case names) and body of one application/http
     part, read with the standard library's HTTP header parser."""
     if not isinstance(raw, bytes):
         raise ODataError(400, "0x80060891", "A batch part has no request.")
     start, _, rest = raw.lstrip().partition(b"\n")
-    message = BytesParser(policy=HTTP).parsebytes(rest)
+    message = BytesParser(policy=compat32).parsebytes(rest)
     headers = {k.lower(): str(v) for k, v in message.items()}
     body = message.get_payload(decode=True)
     data = body.strip() if isinstance(body, bytes) else b""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, String, and_, cast, or_, select
 
 from domain.sales.integration import Coupling, PendingRecord, RecordSyncState
 from domain.sales.models import table
@@ -57,7 +57,23 @@ def select_rows(conn: Connection, mapping: Mapping, extra: Select[Any] | None) -
     }
     changed = select(t).where(*_filters(mapping)).where(modified.is_not(None))
     if mapping.row.local_watermark is not None:
-        changed = changed.where(modified >= mapping.row.local_watermark - OVERLAP)
+        # The overlap is re-read for rows committed late, but only rows whose change
+        # this mapping has not synced yet come back: after a bulk import every row has
+        # the same time, and an idle run must not read them all again.
+        state = S.alias("state")
+        changed = (
+            changed.outerjoin(
+                state,
+                and_(state.c.mapping_name == mapping.name, state.c.local_id == cast(key, String)),
+            )
+            .where(modified >= mapping.row.local_watermark - OVERLAP)
+            .where(
+                or_(
+                    state.c.local_id.is_(None),
+                    state.c.last_local_modified.is_distinct_from(modified),
+                )
+            )
+        )
     rows = {mapping.local_id(r): r for r in conn.execute(changed.order_by(modified))}
     watermark = max((r._mapping[modified.name] for r in rows.values()), default=None)
     missing = [p for p in pending_since if p not in rows]

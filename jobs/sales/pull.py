@@ -118,7 +118,9 @@ class Puller:
 
     def _tracked(self, attrs: list[str], link: str | None, dv_filter: str) -> dict[str, Any] | None:
         changes = self.ctx.client.changes(self.mapping.entity_set, attrs, link)
+        read = 0
         for page in _pages(changes.rows):
+            read += len(page)
             if self.cancelled():
                 return None
             deleted = [str(r.get("id", "")) for r in page if is_deleted(r)]
@@ -127,8 +129,8 @@ class Puller:
             ]
             self._deleted(deleted)
             self._changed(rows)
-        if changes.delta_link is None:
-            return None
+        if changes.delta_link is None or (link is not None and read == 0):
+            return None  # nothing changed: the link held still serves
         return {"dataverse_delta_link": changes.delta_link}
 
     def _by_watermark(self, attrs: list[str], dv_filter: str) -> dict[str, Any] | None:
