@@ -128,3 +128,23 @@ def sessions(engine: Engine) -> Any:
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, **changes)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Any) -> Iterator[Any]:
+    """The identity and Dataverse emulators (tests.sales_fixtures)."""
+    from tests.sales_fixtures import start
+
+    yield from start(tmp_path)
+
+
+@pytest.fixture
+def company(settings: Settings, sessions: Any, sandbox: Any) -> Any:
+    """The sandbox company set up for the sales sync: a Dataverse user for its
+    salesperson, the connection and default mappings, and its records."""
+    from tests.sales_fixtures import configure, seed
+
+    sandbox.dataverse.add_user("Jim Olive", "jim@cronus.com")
+    configure(sessions, sandbox, settings.tz)
+    seed(sessions, settings.tz)
+    return sandbox

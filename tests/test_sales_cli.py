@@ -4,8 +4,6 @@ entries; bad input exits 2 and changes nothing; the listings show what the sync 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -16,12 +14,7 @@ from domain.sales.defaults import DEFAULTS
 from domain.sales.integration import DataverseConnection, IntegrationTableMapping
 from runtime.settings import Settings
 from tests.helpers import cli_runner
-from tests.sales_fixtures import CLIENT_ID, SECRET, TENANT, Sandbox, seed, start, sync
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    yield from start(tmp_path)
+from tests.sales_fixtures import CLIENT_ID, SECRET, TENANT, Sandbox, seed, sync
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ tokens), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,20 +13,7 @@ from domain.sales.integration import PendingRecord, SyncError, SyncResult
 from domain.sales.models import Customer
 from jobs.sales.local import save
 from runtime.settings import Settings
-from tests.sales_fixtures import Sandbox, configure, invoice, seed, start, sync
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    yield from start(tmp_path)
-
-
-@pytest.fixture
-def company(settings: Settings, sessions: Any, sandbox: Sandbox) -> Sandbox:
-    sandbox.dataverse.add_user("Jim Olive", "jim@cronus.com")
-    configure(sessions, sandbox, settings.tz)
-    seed(sessions, settings.tz)
-    return sandbox
+from tests.sales_fixtures import Sandbox, configure, invoice, sync
 
 
 def by(rows: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
@@ -266,7 +251,6 @@ def test_running_setup_again_keeps_what_was_synced(
     settings: Settings, engine: Any, sessions: Any, company: Sandbox
 ) -> None:
     from domain.sales.integration import IntegrationTableMapping
-    from tests.sales_fixtures import configure
 
     sync(engine, company, settings.tz)
     with sessions() as session:

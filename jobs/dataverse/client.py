@@ -354,9 +354,12 @@ class DataverseClient:
                 f"documented 204; whether it took effect is unknown: {response.text[:80]!r}"
             )
 
-    def batch(self, items: list[BatchItem], what: str) -> list[Answer]:
+    def batch(
+        self, items: list[BatchItem], what: str, names: list[str] | None = None
+    ) -> list[Answer]:
         """Runs independent requests and change sets in one $batch with
-        continue-on-error; returns one answer per request, in order."""
+        continue-on-error; returns one answer per request, in order. `names`: what
+        each item is, for its error message (else `what`)."""
         count = sum(len(i) if isinstance(i, list) else 1 for i in items)
         if count > MAX_PER_REQUEST:
             raise ValueError(f"at most {MAX_PER_REQUEST} requests per $batch")
@@ -377,17 +380,18 @@ class DataverseClient:
                 f"{what}: {len(items)} items in the batch, {len(parsed)} answers"
             )
         answers: list[Answer] = []
-        for item, got in zip(items, parsed, strict=True):
+        for n, (item, got) in enumerate(zip(items, parsed, strict=True)):
             size = len(item) if isinstance(item, list) else 1
             parts = got if isinstance(got, list) else [got]
+            name = names[n] if names else what
             if len(parts) == 1 and parts[0].status >= 400:
-                answers += [_answer_of(parts[0], what)] * size
+                answers += [_answer_of(parts[0], name)] * size
             elif len(parts) != size:
                 raise MalformedResponse(
                     f"{what}: {size} requests in a change set, {len(parts)} answers"
                 )
             else:
-                answers += [_answer_of(part, what) for part in parts]
+                answers += [_answer_of(part, name) for part in parts]
         return answers
 
     def changes(self, entity_set: str, select: list[str], delta_link: str | None) -> Changes:

@@ -308,7 +308,9 @@ class PostedInvoice(Behaviour):
         self, ctx: SyncContext, batch: list[BatchItem], ids: list[str]
     ) -> dict[str, writes.Outcome]:
         try:
-            answers = ctx.client.batch(batch, f"creating {len(ids)} invoices")
+            answers = ctx.client.batch(
+                batch, f"creating {len(ids)} invoices", [f"creating invoice {i}" for i in ids]
+            )
         except DataverseError as exc:
             return {i: writes.Outcome(error=exc) for i in ids}
         out: dict[str, writes.Outcome] = {}

@@ -105,7 +105,11 @@ def create_each(
 ) -> dict[str, Outcome]:
     ops = [patch(client, entity_set, i, body, {"If-None-Match": "*"}) for i, body in chunk]
     try:
-        answers = client.batch(list(ops), f"creating {len(ops)} {entity_set}")
+        answers = client.batch(
+            list(ops),
+            f"creating {len(ops)} {entity_set}",
+            [f"creating {entity_set}({i})" for i, _ in chunk],
+        )
     except DataverseError as exc:
         return {i: Outcome(error=exc) for i, _ in chunk}
     out = {}
@@ -137,7 +141,11 @@ def upsert_all(
                 continue
         ops = [patch(client, entity_set, i, body, {}) for i, body in chunk]
         try:
-            answers = client.batch(list(ops), f"writing {len(ops)} {entity_set}")
+            answers = client.batch(
+                list(ops),
+                f"writing {len(ops)} {entity_set}",
+                [f"writing {entity_set}({i})" for i, _ in chunk],
+            )
         except DataverseError as exc:
             out |= {i: exc for i, _ in chunk}
             continue
@@ -157,7 +165,11 @@ def update_all(
             for i, (body, etag) in chunk
         ]
         try:
-            answers = client.batch(list(ops), f"updating {len(ops)} {entity_set}")
+            answers = client.batch(
+                list(ops),
+                f"updating {len(ops)} {entity_set}",
+                [f"updating {entity_set}({i})" for i, _ in chunk],
+            )
         except DataverseError as exc:
             out |= {i: Answer(exc.status, {}, exc) for i, _ in chunk}
             continue
