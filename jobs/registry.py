@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from runtime.settings import Settings
@@ -72,6 +72,10 @@ class JobDefinition:
     validate: Callable[[str], None] = _accept_any
 
 
+# Kinds of data changed without a wake-up (written by another program), found by a
+# cheap query; the scheduler runs the probes now and then and wakes their watchers.
+ChangeProbe = Callable[[Connection], set[str]]
+
 # The modules whose jobs the system ships; the registry imports them the first time it is
 # asked for a job it does not know, so a wake-up or a lookup never depends on whether the
 # caller happened to import the job's module.
@@ -86,6 +90,7 @@ SHIPPED_JOB_MODULES = (
 class JobRegistry:
     def __init__(self, modules: tuple[str, ...] = ()) -> None:
         self._jobs: dict[str, JobDefinition] = {}
+        self._probes: list[ChangeProbe] = []
         self._modules = modules
         self._loaded = not modules
         self._lock = threading.Lock()
@@ -146,6 +151,17 @@ class JobRegistry:
     def names(self) -> list[str]:
         self._load()
         return sorted(self._jobs)
+
+    def probe(self, func: ChangeProbe) -> ChangeProbe:
+        """Registers a check for changes written behind the application's back (plain
+        SQL from another program): it returns the kinds of data that changed."""
+        if func not in self._probes:
+            self._probes.append(func)
+        return func
+
+    def probes(self) -> list[ChangeProbe]:
+        self._load()
+        return list(self._probes)
 
 
 registry = JobRegistry(modules=SHIPPED_JOB_MODULES)

@@ -17,9 +17,12 @@ from datetime import datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from dramatiq import Broker
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
 from domain.queue.notify import add_local_listener, remove_local_listener
+from jobs.registry import registry
+from jobs.wakeup import data_changed
 from runtime.db_errors import is_transient
 from runtime.health import Heartbeat
 from runtime.logs import get_logger
@@ -32,6 +35,9 @@ from workers.executor import make_worker_id
 
 log = get_logger("scheduler.service")
 TICK_JOB = "dispatch-tick"
+PROBE_JOB = "change-probe"
+# Changes written behind the application's back are looked for every this many ticks.
+PROBE_EVERY_TICKS = 15
 SOON = 0.25  # seconds
 
 
@@ -82,6 +88,14 @@ class SchedulerService:
             coalesce=True,
             misfire_grace_time=None,
             next_run_time=utcnow(),
+        )
+        self._aps.add_job(
+            self._probe_job,
+            "interval",
+            seconds=self.settings.tick_seconds * PROBE_EVERY_TICKS,
+            id=PROBE_JOB,
+            max_instances=1,
+            coalesce=True,
         )
         self._aps.start()
         self.listener.start()
@@ -137,6 +151,30 @@ class SchedulerService:
                     send_failures=report.send_failures,
                 )
             return report
+
+    def probe_changes(self) -> list[str]:
+        """Wakes the sleeping entries that watch data another program changed in plain
+        SQL (the jobs' change probes say which kinds); the leader alone does it."""
+        if not self.lease.is_leader:
+            return []
+        woken: list[str] = []
+        with Session(self.engine) as session, session.begin():
+            kinds = set().union(*(probe(session.connection()) for probe in registry.probes()))
+            for kind in sorted(kinds):
+                codes = data_changed(session, kind, self.settings.tz)
+                if codes:
+                    log.info(
+                        "entries.woken", codes=codes, reason=f"{kind} changed (found by probe)"
+                    )
+                woken += codes
+        return woken
+
+    def _probe_job(self) -> None:
+        try:
+            self.probe_changes()
+        except Exception as exc:  # an outage is the tick's to report, once
+            if not is_transient(exc):
+                log.error("scheduler.probe_failed", error=str(exc))
 
     def _tick_job(self) -> None:
         self._in_tick_job = True

@@ -285,3 +285,38 @@ def test_deleted_rows_are_read_as_microsoft_documents_them(
     assert set(gone) == set(documented) and gone["id"] == user
     result = sync(engine, company, settings.tz, "SALESPEOPLE")["SALESPEOPLE"]
     assert result.deleted == 1  # a mapping that only reads removes the coupling
+
+
+def test_a_plain_sql_change_by_another_program_wakes_the_sleeping_entry(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    from domain.queue.models import JobQueueEntry
+    from domain.queue.status import EntryStatus
+    from domain.sales.models import Item
+    from scheduler.service import SchedulerService
+    from tests.helpers import entry
+    from workers.app import create_app
+
+    sync(engine, company, settings.tz)
+    app = create_app(settings, broker=StubBroker(middleware=[]), engine=engine)
+    service = SchedulerService(settings, engine, app.broker)
+    assert service.lease.acquire_or_renew(utcnow())
+    assert service.probe_changes() == []  # nothing sleeps: one statement, no wake-up
+    with sessions.begin() as session:
+        session.execute(
+            update(JobQueueEntry)
+            .where(JobQueueEntry.code.in_(["ITEM-PRODUCT", "CUSTOMER"]))
+            .values(status=EntryStatus.ON_HOLD_INACTIVITY)
+        )
+    assert service.probe_changes() == []  # asleep, and nothing changed since the sync
+    with engine.begin() as conn:  # another program writes the item table in plain SQL
+        conn.execute(
+            update(Item)
+            .where(Item.no == "1000")
+            .values(description="Bicycle (plain SQL)", modified_at=utcnow() + timedelta(seconds=1))
+        )
+    assert service.probe_changes() == ["ITEM-PRODUCT"]
+    assert entry(sessions, "ITEM-PRODUCT").status == EntryStatus.READY
+    assert entry(sessions, "CUSTOMER").status == EntryStatus.ON_HOLD_INACTIVITY
