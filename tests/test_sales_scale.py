@@ -110,8 +110,16 @@ def test_a_429_in_the_middle_of_bulk_requests_waits_for_retry_after(
 def test_a_deletion_seen_through_change_tracking_follows_the_deletion_rule(
     settings: Settings, engine: Any, sessions: Any, company: Sandbox
 ) -> None:
+    from domain.sales.integration import RecordSyncState
+    from domain.sales.models import Customer
+
     dv = company.dataverse
     sync(engine, company, settings.tz)
+    month_ago = utcnow() - timedelta(days=30)
+    with sessions.begin() as session:  # the customer last changed long before the sync
+        session.execute(update(Customer).values(modified_at=month_ago))
+        session.execute(update(RecordSyncState).values(last_local_modified=month_ago))
+        session.execute(update(IntegrationTableMapping).values(local_watermark=utcnow()))
     [account] = dv.rows("accounts")
     dv.delete("accounts", account["accountid"])
     result = sync(engine, company, settings.tz, "CUSTOMER")["CUSTOMER"]

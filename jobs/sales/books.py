@@ -52,6 +52,9 @@ class Result:
     # (local modification, Dataverse modification) as of this sync; None: leave it
     state: tuple[datetime | None, datetime | None] | None = None
     retry: bool = True  # a failure is pending, retried by later runs (not for rows read)
+    # A record the next push must send although it did not change (its row was deleted
+    # in Dataverse and is to be restored): pending with this reason.
+    resend: str = ""
 
 
 class AlreadyCoupled(Exception):
@@ -117,7 +120,8 @@ class Books:
         pending = [
             r
             for r in results
-            if r.retry and r.outcome in (Outcome.FAILED, Outcome.FAILED_AGAIN, Outcome.SKIPPED)
+            if r.resend
+            or (r.retry and r.outcome in (Outcome.FAILED, Outcome.FAILED_AGAIN, Outcome.SKIPPED))
         ]
         errors = [
             r
@@ -176,8 +180,8 @@ class Books:
                         {
                             "mapping_name": self.mapping_name,
                             "local_id": r.local_id,
-                            "result": _result_of(r.outcome),
-                            "reason": r.reason,
+                            "result": SyncResult.CREATING if r.resend else _result_of(r.outcome),
+                            "reason": r.resend or r.reason,
                             "since": now,
                         }
                         for r in pending

@@ -194,6 +194,8 @@ class Puller:
                             )
                         ],
                         state=(None, None),
+                        resend=f"the coupled {mapping.entity_set}({row_id}) was deleted in "
+                        "Dataverse; the next push restores it",
                     )
                 )
             else:
