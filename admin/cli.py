@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+import domain.audit.record  # noqa: F401  (audits the changes made through the CLI)
 import jobs.builtin
 import jobs.mail.job  # noqa: F401  (registers email-dispatch)
 from admin.arguments import checked, entry_number, entry_number_help, whole
@@ -18,6 +19,7 @@ from admin.email_logging import add_email_logging_commands
 from admin.mail_cli import add_mail_commands
 from admin.sales import add_sales_commands
 from admin.tables import render_table
+from admin.users_cli import add_user_commands, cli_user
 from domain.clock import utcnow
 from domain.db import make_engine, make_session_factory, reading
 from domain.migrations import upgrade
@@ -125,6 +127,8 @@ class Commands:
         if self._sessions is None:
             engine = make_engine(self.settings.database_url, busy_timeout=CLI_BUSY_TIMEOUT)
             self._sessions = make_session_factory(engine)
+            # Changes people make here are audited (domain.audit.record): who and how.
+            self._sessions.configure(info={"actor": (cli_user(), "cli")})
         return self._sessions
 
     @property
@@ -345,6 +349,7 @@ def build_parser(settings: Settings) -> _Parser:
     add_mail_commands(sub, settings, lambda: c.sessions, _Parser)
     add_sales_commands(sub, settings, lambda: c.sessions, _Parser)
     add_email_logging_commands(sub, settings, lambda: c.sessions, _Parser)
+    add_user_commands(sub, settings, lambda: c.sessions, _Parser)
     command(sub, "scheduler", c.scheduler, "run the scheduler (APScheduler) process")
     p = command(sub, "worker", c.worker, "run a Dramatiq worker pool")
     p.add_argument(

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from domain.db import make_engine
 from domain.migrations import upgrade
 from runtime.health import HealthServer, Heartbeat, redis_probes
-from runtime.logs import get_logger
+from runtime.logs import configure_logging, get_logger
 from runtime.settings import Settings
 from scheduler.service import SchedulerService
 from workers.app import WorkerApp, create_app
@@ -160,3 +160,18 @@ def run_embedded(settings: Settings, stop: threading.Event, threads: int = 4) ->
         log.info("embedded.stopping")
         if health is not None:
             health.stop()
+
+
+def run_web(settings: Settings, port: int, host: str = "127.0.0.1") -> None:
+    """The console and the API (uvicorn); SIGTERM finishes the requests in flight."""
+    import uvicorn
+
+    from admin.web.app import create_web_app
+
+    configure_logging(settings.log_level, process="web")
+    engine = make_engine(settings.database_url)
+    app = create_web_app(settings, engine, secure_cookies=os.environ.get("JOBQUEUE_WEB_TLS") == "1")
+    log.info("web.started", url=f"http://{host}:{port}/")
+    uvicorn.run(app, host=os.environ.get("JOBQUEUE_WEB_HOST", host), port=port, log_config=None,
+                access_log=False, proxy_headers=True)  # fmt: skip
+    engine.dispose()

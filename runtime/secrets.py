@@ -9,6 +9,8 @@ error message.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,6 +66,7 @@ class SecretBox:
 
     def __init__(self, key: bytes | None, *, source: str = "JOBQUEUE_SECRET_KEY") -> None:
         self.source = source
+        self._key = key
         self._fernet: Fernet | None = None if key is None else self._make(key, source)
 
     @staticmethod
@@ -98,8 +101,16 @@ class SecretBox:
         if self._fernet is None:
             path = self.key_file
             assert path is not None  # only a box from a key file starts without a key
-            self._fernet = self._make(_create_key_file(path), self.source)
+            self._key = _create_key_file(path)
+            self._fernet = self._make(self._key, self.source)
         return self._fernet
+
+    def derive(self, label: str) -> bytes:
+        """A key of its own for another purpose (signing the console's session cookie),
+        derived from this one, so one secret key serves both and neither reveals the other."""
+        self._for_writing()
+        assert self._key is not None
+        return hmac.new(self._key, label.encode(), hashlib.sha256).digest()
 
     def encrypt(self, secret: Secret | str) -> str:
         value = secret.reveal() if isinstance(secret, Secret) else secret

@@ -16,11 +16,13 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
+import domain.audit.models
 import domain.interactions.models
 import domain.mail.models
 import domain.queue.models
 import domain.sales.integration
-import domain.sales.models  # noqa: F401
+import domain.sales.models
+import domain.users.models  # noqa: F401
 import jobs.builtin  # noqa: F401
 from domain.base import Base
 from domain.db import make_engine, make_session_factory

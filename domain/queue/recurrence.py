@@ -184,3 +184,18 @@ def parse_window(text: str) -> tuple[time | None, time | None]:
     if end > start and overnight:
         raise ValueError(f"window {text!r} does not cross midnight; drop the +1")
     return start, end
+
+
+def next_runs(
+    recurrence: Recurrence, start: datetime, count: int, recurring: bool
+) -> list[datetime]:
+    """The next `count` run times from `start` under the rules (fewer when the schedule
+    ends): what the console previews as an admin edits a schedule."""
+    first = recurrence.fit(start)
+    runs = [] if first is None else [first]
+    while recurring and runs and len(runs) < count:
+        following = recurrence.next_after_run(runs[-1], runs[-1])
+        if following is None:
+            break
+        runs.append(following)
+    return runs

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from domain.queue.recurrence import Recurrence, is_expired
+from domain.queue.recurrence import Recurrence, format_weekdays, is_expired
 from domain.queue.status import EntryStatus
 
 
@@ -99,3 +99,8 @@ def plan_of(row: Any, tz: tzinfo) -> EntryPlan:
         rerun_delay_seconds=row.rerun_delay_seconds,
         inactivity_timeout_minutes=row.inactivity_timeout_minutes,
     )
+
+
+def describe_weekdays_of(row: Any) -> str:
+    """'mon-fri'-style text of an entry's weekday columns, as the form takes it."""
+    return format_weekdays(frozenset(i for i, c in enumerate(WEEKDAY_COLUMNS) if getattr(row, c)))

@@ -1,0 +1,1 @@
+"""The web process: the browser console and the HTTP API (`jobqueue web`)."""

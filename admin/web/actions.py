@@ -1,0 +1,92 @@
+"""What people do to entries through the console and the API: the domain's operations
+(`domain.queue.entries`), in a transaction marked with who did it, so every change
+leaves its audit rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import tzinfo
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from admin.web.auth import Principal
+from domain.audit.record import acting_as
+from domain.clock import utcnow
+from domain.queue import entries as ops
+from domain.queue.form import changes_from_text
+from domain.queue.limits import EntryError
+from domain.queue.models import JobQueueEntry
+from domain.users.models import Role
+from jobs.registry import registry
+
+
+class Forbidden(Exception):
+    """The user's role does not allow this."""
+
+
+def _ready(session: Session, code: str, tz: tzinfo) -> None:
+    ops.set_ready(session, code, utcnow(), tz)
+
+
+def _hold(session: Session, code: str, tz: tzinfo) -> None:
+    ops.set_on_hold(session, code)
+
+
+def _run_now(session: Session, code: str, tz: tzinfo) -> None:
+    ops.run_now(session, code, utcnow())
+
+
+def _delete(session: Session, code: str, tz: tzinfo) -> None:
+    ops.delete_entry(session, code)
+
+
+# name -> (the role it needs, what it does)
+ACTIONS: dict[str, tuple[Role, Callable[[Session, str, tzinfo], None]]] = {
+    "ready": (Role.OPERATOR, _ready),
+    "hold": (Role.OPERATOR, _hold),
+    "run-now": (Role.OPERATOR, _run_now),
+    "delete": (Role.ADMIN, _delete),
+}
+
+
+def act(
+    sessions: sessionmaker[Session], who: Principal, code: str, action: str, tz: tzinfo
+) -> None:
+    if action not in ACTIONS:
+        raise EntryError(f"unknown action {action!r} (actions: {', '.join(ACTIONS)})")
+    needed, do = ACTIONS[action]
+    if not who.may(needed):
+        raise Forbidden(f"{action} needs the {needed.value} role")
+    with sessions.begin() as session:
+        do(acting_as(session, who.name, who.via), code, tz)
+
+
+def edit(
+    sessions: sessionmaker[Session], who: Principal, code: str, texts: Mapping[str, str], tz: tzinfo
+) -> JobQueueEntry:
+    if not who.may(Role.ADMIN):
+        raise Forbidden("editing an entry needs the admin role")
+    changes = changes_from_text(texts, tz)
+    job = changes.get("job_name")
+    if job is not None and not job:
+        raise EntryError("job_name: choose a job")
+    with sessions.begin() as session:
+        return ops.edit_entry(
+            acting_as(session, who.name, who.via), code, changes, registry, utcnow(), tz
+        )
+
+
+def create(
+    sessions: sessionmaker[Session],
+    who: Principal,
+    code: str,
+    job_name: str,
+    texts: Mapping[str, str],
+    tz: tzinfo,
+) -> JobQueueEntry:
+    if not who.may(Role.ADMIN):
+        raise Forbidden("adding an entry needs the admin role")
+    changes = changes_from_text(texts, tz)
+    with sessions.begin() as session:
+        session = acting_as(session, who.name, who.via)
+        return ops.add_entry(session, code, job_name, changes, registry, utcnow(), tz)

@@ -1,0 +1,202 @@
+"""The HTTP API under /api/: entries (list, get, create, update, actions), their log and
+the categories. Scripts send `Authorization: Bearer <token>` (`jobqueue users token`);
+the browser's session works too, with its CSRF token in X-CSRF-Token. Bad input is a
+422 with the same one-line reason as the command line, and changes nothing."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from admin.web import actions, queries
+from admin.web.auth import Principal, check_csrf, principal
+from domain.queue import entries as ops
+from domain.queue.limits import EntryError, EntryFieldError
+from domain.queue.models import JobQueueCategory, JobQueueEntry
+from domain.queue.status import EntryStatus
+from domain.queue.transitions import describe_weekdays_of
+from runtime.settings import Settings
+
+
+class EntryOut(BaseModel):
+    code: str
+    description: str
+    job_name: str
+    parameter_string: str
+    status: str
+    category: str | None
+    recurring: bool
+    minutes_between_runs: int
+    weekdays: str
+    window: str
+    next_run: datetime
+    expiration: datetime | None
+    maximum_attempts: int
+    attempts: int
+    priority: int
+    last_result: str | None
+
+
+class EntryPage(BaseModel):
+    total: int
+    page: int
+    page_size: int
+    entries: list[EntryOut]
+
+
+class EntryChanges(BaseModel):
+    """Fields as text, as the command line takes them (window "08:00-18:00", weekdays
+    "mon-fri", numbers as digits); only those sent change."""
+
+    description: str | None = None
+    job_name: str | None = None
+    parameter_string: str | None = None
+    recurring: str | None = Field(None, description="yes or no")
+    minutes_between_runs: str | None = None
+    weekdays: str | None = None
+    window: str | None = None
+    earliest_start: str | None = None
+    expiration: str | None = None
+    category: str | None = None
+    maximum_attempts: str | None = None
+    rerun_delay_seconds: str | None = None
+    job_timeout_seconds: str | None = None
+    inactivity_timeout_minutes: str | None = None
+    priority: str | None = None
+
+    def texts(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class NewEntry(EntryChanges):
+    code: str
+    job_name: str
+
+
+class LogOut(BaseModel):
+    status: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    error_message: str | None
+
+
+class Category(BaseModel):
+    code: str
+    description: str
+
+
+def entry_out(e: JobQueueEntry) -> EntryOut:
+    return EntryOut(
+        code=e.code,
+        description=e.description,
+        job_name=e.job_name,
+        parameter_string=e.parameter_string,
+        status=EntryStatus(e.status).value,
+        category=e.category_code,
+        recurring=e.recurring,
+        minutes_between_runs=e.minutes_between_runs,
+        weekdays=describe_weekdays_of(e),
+        window=ops.describe_window(e.starting_time, e.ending_time),
+        next_run=e.earliest_start,
+        expiration=e.expiration,
+        maximum_attempts=e.maximum_attempts,
+        attempts=e.attempts,
+        priority=e.priority,
+        last_result=e.last_run_status,
+    )
+
+
+def api_router(sessions: sessionmaker[Session], settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/api")
+
+    def who(request: Request) -> Principal:
+        found = principal(request, sessions)
+        if found is None:
+            raise HTTPException(401, "sign in, or send an API token")
+        check_csrf(request, found)
+        return found
+
+    def refused(exc: Exception) -> HTTPException:
+        if isinstance(exc, actions.Forbidden):
+            return HTTPException(403, str(exc))
+        if isinstance(exc, EntryFieldError):
+            return HTTPException(422, {"field": exc.field, "reason": str(exc)})
+        return HTTPException(422, {"field": "", "reason": str(exc)})
+
+    @router.get("/entries", response_model=EntryPage)
+    def list_entries(request: Request, _me: Annotated[Principal, Depends(who)]) -> EntryPage:
+        f, rows, total = queries.requested_page(sessions, dict(request.query_params))
+        entries = [entry_out(e) for e in rows]
+        return EntryPage(total=total, page=f.page, page_size=queries.PAGE_SIZE, entries=entries)
+
+    @router.get("/entries/{code}", response_model=EntryOut)
+    def get_entry(code: str, _me: Annotated[Principal, Depends(who)]) -> EntryOut:
+        with sessions() as session:
+            try:
+                return entry_out(ops.get_entry(session, code))
+            except EntryError as exc:
+                raise HTTPException(404, str(exc)) from None
+
+    @router.post("/entries", response_model=EntryOut, status_code=201)
+    async def create_entry(body: NewEntry, me: Annotated[Principal, Depends(who)]) -> EntryOut:
+        texts = body.texts()
+        texts.pop("code", None)
+        job = texts.pop("job_name")
+        try:
+            entry = await run_in_threadpool(
+                actions.create, sessions, me, body.code, job, texts, settings.tz
+            )
+        except (actions.Forbidden, EntryError) as exc:
+            raise refused(exc) from None
+        return entry_out(entry)
+
+    @router.patch("/entries/{code}", response_model=EntryOut)
+    async def update_entry(
+        code: str, body: EntryChanges, me: Annotated[Principal, Depends(who)]
+    ) -> EntryOut:
+        try:
+            entry = await run_in_threadpool(
+                actions.edit, sessions, me, code, body.texts(), settings.tz
+            )
+        except (actions.Forbidden, EntryError) as exc:
+            raise refused(exc) from None
+        return entry_out(entry)
+
+    @router.post("/entries/{code}/actions/{action}", response_model=dict[str, str])
+    async def entry_action(
+        code: str, action: str, me: Annotated[Principal, Depends(who)]
+    ) -> dict[str, Any]:
+        try:
+            await run_in_threadpool(actions.act, sessions, me, code, action, settings.tz)
+        except (actions.Forbidden, EntryError) as exc:
+            raise refused(exc) from None
+        return {"code": code, "action": action, "result": "done"}
+
+    @router.get("/entries/{code}/log", response_model=list[LogOut])
+    def entry_log(code: str, _me: Annotated[Principal, Depends(who)]) -> list[LogOut]:
+        with sessions() as session:
+            try:
+                entry = ops.get_entry(session, code)
+            except EntryError as exc:
+                raise HTTPException(404, str(exc)) from None
+            return [
+                LogOut(
+                    status=str(getattr(r.status, "value", r.status)),
+                    started_at=r.started_at,
+                    ended_at=r.ended_at,
+                    error_message=r.error_message,
+                )
+                for r in queries.log_of(session, entry)
+            ]
+
+    @router.get("/categories", response_model=list[Category])
+    def categories(_me: Annotated[Principal, Depends(who)]) -> list[Category]:
+        with sessions() as session:
+            rows = session.execute(select(JobQueueCategory).order_by(JobQueueCategory.code))
+            return [Category(code=c.code, description=c.description or "") for c in rows.scalars()]
+
+    return router

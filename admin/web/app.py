@@ -1,0 +1,302 @@
+"""The web application: the console's pages (Jinja2, autoescaped; HTMX and a small
+script served from the package), the JSON API under /api/ with its OpenAPI document,
+live status updates (Server-Sent Events), sign-in, and the security headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.sessions import SessionMiddleware
+
+from admin.web import actions, queries
+from admin.web.api import api_router
+from admin.web.auth import (
+    CSRF_FIELD,
+    Principal,
+    SignInThrottle,
+    check_csrf,
+    csrf_token,
+    principal,
+    sign_in,
+)
+from domain.db import make_session_factory
+from domain.queue import entries as ops
+from domain.queue.form import changes_from_text
+from domain.queue.limits import EntryError, EntryFieldError
+from domain.queue.recurrence import next_runs
+from domain.queue.transitions import describe_weekdays_of, recurrence_of
+from domain.users.accounts import authenticate
+from domain.users.models import Role
+from jobs.registry import registry
+from runtime.secrets import SecretBox
+from runtime.settings import Settings
+
+HERE = Path(__file__).parent
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+LIVE_INTERVAL = 0.5  # seconds between the live view's looks at the entries on a page
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool = False) -> FastAPI:
+    sessions = make_session_factory(engine)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["tz"] = settings.tz
+    throttle = SignInThrottle()
+    app = FastAPI(
+        title="jobqueue",
+        description="Job Queue Entries and everything an admin does through the command line.",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.sessions = sessions
+    app.state.settings = settings
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    key = SecretBox.from_env().derive("web-session")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=key.hex(),
+        session_cookie="jobqueue_session",
+        same_site="lax",
+        https_only=secure_cookies,
+        max_age=12 * 3600,
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(api_router(sessions, settings))
+
+    def who(request: Request) -> Principal:
+        found = principal(request, sessions)
+        if found is None:
+            raise SignInRequired()
+        return found
+
+    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        found = principal(request, sessions)
+        context |= {"request": request, "me": found, "csrf": csrf_token(request),
+                    "csrf_field": CSRF_FIELD, "Role": Role}  # fmt: skip
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    @app.exception_handler(SignInRequired)
+    async def to_sign_in(request: Request, _exc: SignInRequired) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "sign in, or send an API token"}, status_code=401)
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return page(request, "error.html", exc.status_code, message=str(exc.detail))
+
+    # -- health ----------------------------------------------------------------------------
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # any failure means not ready
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    # -- sign-in ---------------------------------------------------------------------------
+    @app.get("/login", include_in_schema=False)
+    def login_form(request: Request, next: str = "/") -> HTMLResponse:
+        return page(request, "login.html", next=_local(next), error="")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        target = _local(str(form.get("next", "/")))
+        client = request.client.host if request.client else "?"
+        if throttle.blocked(f"name:{name}", f"ip:{client}"):
+            return page(request, "login.html", 429, next=target,
+                        error="Too many failed sign-ins; wait a few minutes.")  # fmt: skip
+        with sessions.begin() as session:
+            user = await run_in_threadpool(authenticate, session, name, password)
+            if user is None:
+                throttle.failed(f"name:{name}", f"ip:{client}")
+                return page(request, "login.html", 401, next=target,
+                            error="Unknown name or wrong password.")  # fmt: skip
+            sign_in(request, user)
+        return RedirectResponse(target, status_code=303)
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        check_csrf(request, who(request), str(form.get(CSRF_FIELD, "")))
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    # -- pages -----------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> HTMLResponse:
+        who(request)
+        with sessions() as session:
+            counts = queries.figures(session)
+        return page(request, "home.html", figures=counts)
+
+    @app.get("/entries", include_in_schema=False)
+    def entries(request: Request) -> HTMLResponse:
+        who(request)
+        f, rows, total = queries.requested_page(sessions, dict(request.query_params))
+        pages = max(1, -(-total // queries.PAGE_SIZE))
+        return page(request, "entries.html", rows=rows, total=total, f=f, pages=pages,
+                    query=dict(request.query_params))  # fmt: skip
+
+    def card(request: Request, code: str, status: int = 200, **extra: Any) -> HTMLResponse:
+        with sessions() as session:
+            try:
+                entry = ops.get_entry(session, code)
+            except EntryError as exc:
+                raise HTTPException(404, str(exc)) from None
+            log = queries.log_of(session, entry)
+            audit = queries.audit_of(session, code)
+            weekdays = describe_weekdays_of(entry)
+        return page(request, "entry.html", status, entry=entry, log=log, audit=audit,
+                    weekdays=weekdays, window=ops.describe_window(entry.starting_time,
+                    entry.ending_time), jobs=registry.names(), **extra)  # fmt: skip
+
+    @app.get("/entries/{code}", include_in_schema=False)
+    def entry_card(request: Request, code: str) -> HTMLResponse:
+        who(request)
+        return card(request, code, error="", field="")
+
+    @app.post("/entries/{code}", include_in_schema=False)
+    async def entry_edit(request: Request, code: str) -> Response:
+        me = who(request)
+        form = await request.form()
+        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        texts = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS}
+        if "recurring" not in texts:
+            texts["recurring"] = "off"  # an unticked box sends nothing
+        try:
+            await run_in_threadpool(actions.edit, sessions, me, code, texts, settings.tz)
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except EntryFieldError as exc:
+            return card(request, code, 422, error=str(exc), field=exc.field, typed=texts)
+        except EntryError as exc:
+            return card(request, code, 422, error=str(exc), field="", typed=texts)
+        return RedirectResponse(f"/entries/{code}", status_code=303)
+
+    @app.post("/entries/{code}/preview", include_in_schema=False)
+    async def preview(request: Request, code: str) -> HTMLResponse:
+        who(request)
+        form = await request.form()
+        texts = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS}
+        texts.setdefault("recurring", "off")
+        with sessions() as session:
+            try:
+                entry = ops.get_entry(session, code)
+                changes = changes_from_text(texts, settings.tz)
+                runs = _preview(entry, changes, settings)
+                error = "" if runs else "the schedule leaves no moment to run"
+            except EntryError as exc:
+                runs, error = [], str(exc)
+        return page(request, "preview.html", runs=runs, error=error)
+
+    @app.post("/entries/{code}/actions/{action}", include_in_schema=False)
+    async def entry_action(request: Request, code: str, action: str) -> Response:
+        me = who(request)
+        form = await request.form()
+        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        try:
+            await run_in_threadpool(actions.act, sessions, me, code, action, settings.tz)
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except EntryError as exc:
+            return card(request, code, 422, error=str(exc), field="")
+        target = "/entries" if action == "delete" else f"/entries/{code}"
+        return RedirectResponse(target, status_code=303)
+
+    @app.get("/events", include_in_schema=False)
+    async def events(request: Request, codes: str = "") -> StreamingResponse:
+        who(request)
+        wanted = [c for c in codes.split(",") if c][:200]
+
+        async def stream() -> AsyncIterator[str]:
+            last: dict[str, dict[str, Any]] = {}
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                now = await run_in_threadpool(_statuses, sessions, wanted)
+                changed = {k: v for k, v in now.items() if last.get(k) != v}
+                if changed:
+                    yield f"event: entries\ndata: {json.dumps(changed)}\n\n"
+                    last.update(changed)
+                await asyncio.sleep(LIVE_INTERVAL)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})  # fmt: skip
+
+    return app
+
+
+_FORM_FIELDS = frozenset(
+    {
+        "description", "job_name", "parameter_string", "recurring", "minutes_between_runs",
+        "weekdays", "window", "earliest_start", "expiration", "category", "maximum_attempts",
+        "rerun_delay_seconds", "job_timeout_seconds", "inactivity_timeout_minutes", "priority",
+    }
+)  # fmt: skip
+
+
+def _statuses(sessions: sessionmaker[Session], codes: list[str]) -> dict[str, dict[str, Any]]:
+    with sessions() as session:
+        return queries.statuses(session, codes)
+
+
+def _preview(entry: Any, changes: dict[str, Any], settings: Settings) -> list[Any]:
+    """The next five runs of the entry as it would be with these changes (not saved)."""
+    from types import SimpleNamespace
+
+    from domain.clock import utcnow
+    from domain.queue.transitions import WEEKDAY_COLUMNS
+
+    names = ("minutes_between_runs", "starting_time", "ending_time", "expiration", "recurring")
+    values = {c: getattr(entry, c) for c in (*names, "earliest_start", *WEEKDAY_COLUMNS)}
+    for key, value in changes.items():
+        if key == "weekdays":
+            values |= {c: i in value for i, c in enumerate(WEEKDAY_COLUMNS)}
+        elif key in values:
+            values[key] = value
+    shaped = SimpleNamespace(**values)
+    start = max(shaped.earliest_start, utcnow())
+    return next_runs(recurrence_of(shaped, settings.tz), start, 5, bool(shaped.recurring))
+
+
+def _local(target: str) -> str:
+    """Only a path on this site (no open redirect)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"

@@ -1,0 +1,150 @@
+"""What the console's pages and the API read: a page of entries (filtered, sorted,
+counted), one entry with its log and audit trail, the home figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.audit.models import AuditEntry
+from domain.queue.models import JobQueueEntry, JobQueueLogEntry
+from domain.queue.status import EntryStatus
+
+PAGE_SIZE = 50
+SORTS = {
+    "code": JobQueueEntry.code,
+    "status": JobQueueEntry.status,
+    "next_run": JobQueueEntry.earliest_start,
+    "category": JobQueueEntry.category_code,
+    "job": JobQueueEntry.job_name,
+}
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    status: EntryStatus | None = None
+    category: str = ""
+    text: str = ""
+    sort: str = "code"
+    descending: bool = False
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: dict[str, str]) -> EntryFilter:
+        """Query parameters as typed into the filter bar; a bad value is a 400 naming it."""
+        status_text = params.get("status", "").strip()
+        try:
+            status = EntryStatus(status_text) if status_text else None
+        except ValueError:
+            known = ", ".join(s.value for s in EntryStatus)
+            raise ValueError(f"status: one of {known}, not {status_text!r}") from None
+        sort = params.get("sort", "code").strip() or "code"
+        descending = sort.startswith("-")
+        if sort.lstrip("-") not in SORTS:
+            raise ValueError(f"sort: one of {', '.join(SORTS)} (with - to reverse)")
+        try:
+            page = int(params.get("page", "1") or 1)
+        except ValueError:
+            raise ValueError("page: a whole number from 1") from None
+        if not 1 <= page <= 1_000_000:
+            raise ValueError("page: a whole number from 1")
+        category, text = params.get("category", "").strip()[:20], params.get("q", "").strip()
+        return cls(status, category, text[:100], sort.lstrip("-"), descending, page)
+
+
+def entries_page(session: Session, f: EntryFilter) -> tuple[list[JobQueueEntry], int]:
+    """One page of entries and how many match: two indexed statements."""
+    stmt = select(JobQueueEntry)
+    if f.status is not None:
+        stmt = stmt.where(JobQueueEntry.status == f.status)
+    if f.category:
+        stmt = stmt.where(JobQueueEntry.category_code == f.category)
+    if f.text:
+        like = f"%{f.text.replace('%', '').replace('_', '')}%"
+        stmt = stmt.where(
+            or_(
+                JobQueueEntry.code.ilike(like),
+                JobQueueEntry.description.ilike(like),
+                JobQueueEntry.job_name.ilike(like),
+            )
+        )
+    total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+    column = SORTS[f.sort]
+    order: list[Any] = [column.desc() if f.descending else column.asc(), JobQueueEntry.code.asc()]
+    rows = session.execute(
+        stmt.order_by(*order).limit(PAGE_SIZE).offset((f.page - 1) * PAGE_SIZE)
+    ).scalars()
+    return list(rows), int(total)
+
+
+def requested_page(
+    sessions: sessionmaker[Session], params: dict[str, str]
+) -> tuple[EntryFilter, list[JobQueueEntry], int]:
+    """The page the query parameters ask for; a bad parameter is a 400 naming it."""
+    try:
+        f = EntryFilter.parse(params)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    with sessions() as session:
+        rows, total = entries_page(session, f)
+    return f, rows, total
+
+
+def figures(session: Session) -> dict[str, int]:
+    """Job Queue Tasks: entries per status."""
+    counts = {s.value: 0 for s in EntryStatus}
+    for status, n in session.execute(
+        select(JobQueueEntry.status, func.count()).group_by(JobQueueEntry.status)
+    ):
+        counts[EntryStatus(status).value] = int(n)
+    return counts
+
+
+def log_of(session: Session, entry: JobQueueEntry, limit: int = 20) -> list[JobQueueLogEntry]:
+    return list(
+        session.execute(
+            select(JobQueueLogEntry)
+            .where(JobQueueLogEntry.entry_id == entry.id)
+            .order_by(JobQueueLogEntry.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def audit_of(session: Session, code: str, limit: int = 50) -> list[AuditEntry]:
+    return list(
+        session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.object_type == "job_queue_entry", AuditEntry.object_key == code)
+            .order_by(AuditEntry.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def statuses(session: Session, codes: list[str]) -> dict[str, dict[str, Any]]:
+    """What the live view shows of each entry on a page."""
+    if not codes:
+        return {}
+    rows = session.execute(
+        select(
+            JobQueueEntry.code,
+            JobQueueEntry.status,
+            JobQueueEntry.attempts,
+            JobQueueEntry.last_run_status,
+            JobQueueEntry.earliest_start,
+        ).where(JobQueueEntry.code.in_(codes[:200]))
+    )
+    return {
+        r.code: {
+            "status": EntryStatus(r.status).value,
+            "attempts": r.attempts,
+            "last_result": r.last_run_status or "",
+            "next_run": r.earliest_start.isoformat() if r.earliest_start else "",
+        }
+        for r in rows
+    }

@@ -1,0 +1,99 @@
+"""Users, passwords and API tokens: the one place that writes them."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.users.models import ApiToken, Role, User
+
+_HASHER = PasswordHasher()
+MIN_PASSWORD = 10
+# A hash to verify against when the name is unknown, so a wrong name takes as long as
+# a wrong password (no user enumeration by timing).
+_DUMMY = _HASHER.hash("not a password of anyone")
+
+
+class AccountError(ValueError):
+    pass
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if (
+        not name
+        or len(name) > 50
+        or not name.replace(".", "").replace("-", "").replace("_", "").isalnum()
+    ):
+        raise AccountError("name: 1 to 50 letters, digits, '.', '-' or '_'")
+    return name
+
+
+def check_role(text: str) -> Role:
+    try:
+        return Role(text.strip().lower())
+    except ValueError:
+        raise AccountError(
+            f"role: one of {', '.join(r.value for r in Role)}, not {text!r}"
+        ) from None
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password: at least {MIN_PASSWORD} characters")
+    return password
+
+
+def add_user(session: Session, name: str, role: Role, password: str, now: datetime) -> User:
+    name, password = check_name(name), check_password(password)
+    if session.execute(select(User.id).where(User.name == name)).first():
+        raise AccountError(f"a user named {name!r} exists already")
+    user = User(name=name, role=role, password_hash=_HASHER.hash(password), created_at=now)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, name: str, password: str) -> User | None:
+    user = session.execute(select(User).where(User.name == name.strip())).scalar_one_or_none()
+    try:
+        _HASHER.verify(user.password_hash if user else _DUMMY, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is not None and _HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = _HASHER.hash(password)
+    return user
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str, now: datetime) -> str:
+    """A new API token for the user; only its hash is stored, so this is the one time
+    it can be read."""
+    user = session.execute(select(User).where(User.name == name.strip())).scalar_one_or_none()
+    if user is None:
+        raise AccountError(f"no user named {name!r}")
+    token = f"jq_{secrets.token_urlsafe(32)}"
+    session.add(ApiToken(user_id=user.id, token_hash=_digest(token), created_at=now))
+    return token
+
+
+def user_for_token(session: Session, token: str, now: datetime) -> User | None:
+    found = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == _digest(token))
+    ).first()
+    if found is None:
+        return None
+    found.ApiToken.last_used_at = now
+    user: User = found.User
+    return user

@@ -1,0 +1,216 @@
+"""Issue 16: the console and the HTTP API (FastAPI, Starlette's test client), on SQLite
+and PostgreSQL: sign-in, roles, CSRF, escaping, inline validation that changes nothing,
+API tokens, the audit trail, the schedule preview."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from domain.audit.models import AuditEntry
+from domain.clock import utcnow
+from domain.queue.status import EntryStatus
+from domain.users.accounts import add_user, create_token
+from domain.users.models import Role
+from runtime.settings import Settings
+from tests.helpers import add, entry
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def console(settings: Settings, engine: Any, sessions: Any) -> TestClient:
+    from admin.web.app import create_web_app
+
+    with sessions.begin() as session:
+        for name, role in (("ada", Role.ADMIN), ("otto", Role.OPERATOR), ("vic", Role.VIEWER)):
+            add_user(session, name, role, PASSWORD, utcnow())
+    add(sessions, settings, "NIGHTLY", "noop", description="<script>alert(1)</script>",
+        recurring=True, minutes_between_runs=60)  # fmt: skip
+    add(sessions, settings, "HOURLY", "noop", description="every hour")
+    return TestClient(create_web_app(settings, engine), follow_redirects=False)
+
+
+def sign_in(client: TestClient, name: str) -> str:
+    answer = client.post("/login", data={"name": name, "password": PASSWORD, "next": "/entries"})
+    assert answer.status_code == 303, answer.text
+    return csrf_of(client.get("/entries").text)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def token_for(sessions: Any, name: str) -> dict[str, str]:
+    with sessions.begin() as session:
+        return {"Authorization": f"Bearer {create_token(session, name, utcnow())}"}
+
+
+def test_pages_need_a_sign_in_and_the_api_a_token(console: TestClient) -> None:
+    assert console.get("/entries").status_code == 303
+    assert console.get("/entries").headers["location"].startswith("/login")
+    assert console.get("/api/entries").status_code == 401
+    assert console.get("/api/entries", headers={"Authorization": "Bearer nope"}).status_code == 401
+    wrong = console.post("/login", data={"name": "ada", "password": "not it at all"})
+    assert wrong.status_code == 401 and "Unknown name or wrong password" in wrong.text
+
+
+def test_the_entries_page_filters_sorts_and_shows_text_as_text(console: TestClient) -> None:
+    sign_in(console, "vic")
+    page = console.get("/entries").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    assert "2 entries" in page
+    held = console.get("/entries", params={"status": "On Hold"}).text
+    assert "0 entries" in held
+    found = console.get("/entries", params={"q": "hour"}).text
+    assert "1 entries" in found and "HOURLY" in found
+    bad = console.get("/entries", params={"status": "Sleeping"})
+    assert bad.status_code == 400 and "status: one of Ready" in bad.text
+    answer = console.get("/entries")
+    csp = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_an_invalid_window_is_shown_inline_and_changes_nothing(
+    console: TestClient, sessions: Any
+) -> None:
+    csrf = sign_in(console, "ada")
+    before = entry(sessions, "NIGHTLY")
+    answer = console.post("/entries/NIGHTLY", data={"csrf_token": csrf, "window": "25:00-06:00",
+                                                    "recurring": "on"})  # fmt: skip
+    assert answer.status_code == 422
+    assert "window" in answer.text and "must look like 08:00-18:00" in answer.text
+    assert 'value="25:00-06:00"' in answer.text  # what was typed stays in the form
+    after = entry(sessions, "NIGHTLY")
+    assert (after.starting_time, after.revision) == (before.starting_time, before.revision)
+    saved = console.post("/entries/NIGHTLY", data={"csrf_token": csrf, "window": "08:00-17:00",
+                                                   "recurring": "on"})  # fmt: skip
+    assert saved.status_code == 303
+    assert str(entry(sessions, "NIGHTLY").starting_time) == "08:00:00"
+    with sessions() as session:
+        rows = session.execute(select(AuditEntry).where(AuditEntry.field == "starting_time"))
+        [change] = rows.scalars().all()
+    assert (change.actor, change.surface, change.old_value, change.new_value) == (
+        "ada", "console", "", "08:00:00")  # fmt: skip
+
+
+def test_a_form_without_its_csrf_token_is_refused(console: TestClient, sessions: Any) -> None:
+    sign_in(console, "ada")
+    answer = console.post("/entries/HOURLY/actions/hold", data={})
+    assert answer.status_code == 403 and "CSRF" in answer.text
+    forged = console.post("/entries/HOURLY/actions/hold", data={"csrf_token": "guess"})
+    assert forged.status_code == 403
+    assert entry(sessions, "HOURLY").status == EntryStatus.READY
+
+
+def test_roles_decide_what_a_user_may_do(console: TestClient, sessions: Any) -> None:
+    csrf = sign_in(console, "vic")
+    assert (
+        console.post("/entries/HOURLY/actions/hold", data={"csrf_token": csrf}).status_code == 403
+    )
+    viewer = token_for(sessions, "vic")
+    assert console.post("/api/entries/HOURLY/actions/hold", headers=viewer).status_code == 403
+    assert console.get("/api/entries/HOURLY", headers=viewer).json()["status"] == "Ready"
+    operator = token_for(sessions, "otto")
+    held = console.post("/api/entries/HOURLY/actions/hold", headers=operator)
+    assert held.status_code == 200
+    assert entry(sessions, "HOURLY").status == EntryStatus.ON_HOLD
+    refused = console.patch("/api/entries/HOURLY", headers=operator, json={"priority": "5"})
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    with sessions() as session:
+        [audit] = session.execute(select(AuditEntry).where(AuditEntry.field == "status")).scalars()
+    assert (audit.actor, audit.surface, audit.new_value) == ("otto", "api", "On Hold")
+
+
+def test_the_api_validates_as_the_command_line_does(console: TestClient, sessions: Any) -> None:
+    admin = token_for(sessions, "ada")
+    bad = console.patch("/api/entries/HOURLY", headers=admin, json={"maximum_attempts": "0"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"]["field"] == "maximum_attempts"
+    made = console.post("/api/entries", headers=admin,
+                        json={"code": "WEEKLY", "job_name": "noop", "recurring": "yes",
+                              "weekdays": "mon", "window": "06:00-07:00"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert made.json()["weekdays"] == "mon" and made.json()["window"] == "06:00-07:00"
+    unknown_job = console.post("/api/entries", headers=admin,
+                               json={"code": "X", "job_name": "no-such-job"})  # fmt: skip
+    assert unknown_job.status_code == 422 and unknown_job.json()["detail"]["field"] == "job_name"
+    listed = console.get("/api/entries", headers=admin, params={"sort": "-code"}).json()
+    assert [e["code"] for e in listed["entries"]] == ["WEEKLY", "NIGHTLY", "HOURLY"]
+    schema = console.get("/api/openapi.json").json()
+    assert {"/api/entries", "/api/entries/{code}", "/api/entries/{code}/actions/{action}"} <= set(
+        schema["paths"]
+    )
+
+
+def test_a_session_call_to_the_api_needs_the_csrf_header(console: TestClient) -> None:
+    csrf = sign_in(console, "otto")
+    assert console.post("/api/entries/HOURLY/actions/hold").status_code == 403
+    answer = console.post("/api/entries/HOURLY/actions/hold", headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 200
+
+
+def test_the_schedule_preview_shows_the_next_five_runs(console: TestClient) -> None:
+    csrf = sign_in(console, "ada")
+    answer = console.post("/entries/NIGHTLY/preview", data={
+        "csrf_token": csrf, "recurring": "on", "minutes_between_runs": "60",
+        "window": "08:00-10:00", "weekdays": "mon-fri"})  # fmt: skip
+    runs = re.findall(r"<li>(\w+) \d{4}-\d\d-\d\d (\d\d:\d\d)</li>", answer.text)
+    assert len(runs) == 5
+    assert all(day not in ("Sat", "Sun") and "08:00" <= at <= "10:00" for day, at in runs)
+    broken = console.post("/entries/NIGHTLY/preview", data={"csrf_token": csrf, "window": "x"})
+    assert "must look like 08:00-18:00" in broken.text
+
+
+def test_repeated_failed_sign_ins_are_throttled(console: TestClient) -> None:
+    for _ in range(5):
+        assert (
+            console.post("/login", data={"name": "ada", "password": "wrong wrong"}).status_code
+            == 401
+        )
+    answer = console.post("/login", data={"name": "ada", "password": PASSWORD})
+    assert answer.status_code == 429 and "Too many failed sign-ins" in answer.text
+
+
+def test_the_session_cookie_is_http_only_and_same_site(console: TestClient) -> None:
+    answer = console.post("/login", data={"name": "ada", "password": PASSWORD})
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert console.get("/healthz").json() == {"status": "ok"}
+    assert console.get("/readyz").json() == {"status": "ready"}
+
+
+def test_users_and_tokens_from_the_command_line_and_its_changes_audited(
+    settings: Settings, sessions: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from tests.helpers import cli_runner
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("JOBQUEUE_USER", "root-at-console")
+    run = cli_runner(capsys)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{PASSWORD}\n"))
+    code, out, err = run("users", "add", "grace", "--role", "operator", "--password-stdin")
+    assert code == 0 and "grace added (operator)" in out, err
+    code, _out, err = run("users", "add", "bad", "--role", "root", "--password-stdin")
+    assert code == 2 and "role: one of viewer, operator, admin" in err
+    code, out, _err = run("users", "token", "grace")
+    assert code == 0 and out.startswith("jq_")
+    add(sessions, settings, "CLI1", "noop")
+    code, _out, err = run("entries", "set", "CLI1", "--priority", "7")
+    assert code == 0, err
+    with sessions() as session:
+        [row] = session.execute(select(AuditEntry).where(AuditEntry.object_key == "CLI1")).scalars()
+    assert (row.actor, row.surface, row.field, row.new_value) == (
+        "root-at-console",
+        "cli",
+        "priority",
+        "7",
+    )
