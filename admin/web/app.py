@@ -116,6 +116,10 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         return page(request, "error.html", exc.status_code, message=str(exc.detail))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     # -- health ----------------------------------------------------------------------------
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -52,12 +52,12 @@ def changes_from_text(values: Mapping[str, str], tz: tzinfo) -> dict[str, Any]:
         try:
             changes["weekdays"] = parse_weekdays(str(values["weekdays"]))
         except ValueError as exc:
-            raise EntryFieldError("weekdays", str(exc)) from None
+            raise EntryFieldError("weekdays", str(exc).removeprefix("weekdays ")) from None
     if "window" in values:
         try:
             changes["starting_time"], changes["ending_time"] = parse_window(str(values["window"]))
         except ValueError as exc:
-            raise EntryFieldError("window", str(exc)) from None
+            raise EntryFieldError("window", str(exc).removeprefix("window ")) from None
     if values.get("earliest_start", "").strip():
         changes["earliest_start"] = parse_moment(values["earliest_start"], tz)
     if "expiration" in values:
