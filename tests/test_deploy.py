@@ -66,7 +66,9 @@ def test_kubernetes_manifests_probe_health_and_scale_workers_on_the_queue() -> N
     )
 
 
-@pytest.mark.parametrize("unit", ["jobqueue-scheduler.service", "jobqueue-worker.service"])
+@pytest.mark.parametrize(
+    "unit", ["jobqueue-scheduler.service", "jobqueue-worker.service", "jobqueue-web.service"]
+)
 def test_systemd_units_run_a_jobqueue_command(unit: str) -> None:
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.read(DEPLOY / "systemd" / unit)
@@ -74,6 +76,21 @@ def test_systemd_units_run_a_jobqueue_command(unit: str) -> None:
     assert command[0].endswith("/jobqueue")
     accepted(command[1:])
     assert parser["Service"]["Restart"] == "always"
+
+
+def test_the_web_process_is_deployed_with_its_health_checks() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    web = compose["services"]["web"]
+    accepted(web["command"])
+    assert "8000/readyz" in " ".join(web["healthcheck"]["test"])
+    docs = {
+        f"{d['kind']}/{d['metadata']['name']}": d
+        for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "jobqueue.yaml").read_text())
+    }
+    [container] = docs["Deployment/jobqueue-web"]["spec"]["template"]["spec"]["containers"]
+    accepted(container["args"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert docs["Service/jobqueue-web"]["spec"]["selector"]["role"] == "web"
 
 
 def test_the_dockerfile_runs_as_a_user_with_the_jobqueue_entry_point() -> None:
