@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -130,6 +130,27 @@ def _drive(driver: Driver, out: TextIO) -> tuple[bool, bool]:
         return False, True
 
 
+def _console(settings: Settings, engine: Any, sessions: Any, out: TextIO) -> Any:
+    """The console on JOBQUEUE_WEB_PORT, with an admin made for the demo (printed once)."""
+    import secrets
+
+    from admin.processes import WebThread
+    from admin.users_cli import web_port
+    from domain.clock import utcnow
+    from domain.users.accounts import add_user
+    from domain.users.models import Role
+
+    password = secrets.token_urlsafe(12)
+    with sessions.begin() as session:
+        add_user(session, "admin", Role.ADMIN, password, utcnow())
+    web = WebThread(settings, engine, web_port())
+    if not web.start():
+        out.write("  (the console could not start: its port is taken; set JOBQUEUE_WEB_PORT)\n")
+        return None
+    out.write(f"  the console: {web.url}  sign in as admin / {password}\n")
+    return web
+
+
 def run_demo(
     settings: Settings,
     options: DemoOptions,
@@ -183,8 +204,11 @@ def run_demo(
                     "\nStill running (the emulators too); SIGTERM or Ctrl-C stops. Explore with:\n"
                     f"  DATABASE_URL={settings.database_url} jobqueue entries list\n"
                 )
+                web = _console(settings, system.app.engine, sessions, out)
                 out.flush()
                 stop.wait()
+                if web is not None:
+                    web.stop()
         finally:
             if health is not None:
                 health.stop()

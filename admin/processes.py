@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import dramatiq.worker
 from dramatiq import Worker
@@ -156,10 +157,59 @@ def run_embedded(settings: Settings, stop: threading.Event, threads: int = 4) ->
             database=settings.database_url,
             broker="in-process" if settings.embedded else "redis",
         )
+        from admin.users_cli import web_port
+
+        web = WebThread(settings, system.app.engine, web_port())
+        web.start()
         stop.wait()
         log.info("embedded.stopping")
+        web.stop()
         if health is not None:
             health.stop()
+
+
+class WebThread:
+    """The console and the API inside another process (`jobqueue run`, the demo): uvicorn
+    in a thread. A port already taken is one warning; the rest of the process goes on."""
+
+    def __init__(self, settings: Settings, engine: Any, port: int, host: str = "127.0.0.1") -> None:
+        import uvicorn
+
+        from admin.web.app import create_web_app
+
+        app = create_web_app(
+            settings, engine, secure_cookies=os.environ.get("JOBQUEUE_WEB_TLS") == "1"
+        )
+        config = uvicorn.Config(
+            app,
+            host=os.environ.get("JOBQUEUE_WEB_HOST", host),
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+        self.url = f"http://{host}:{port}/"
+        self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit:  # uvicorn exits when it cannot bind
+            log.warning("web.unavailable", url=self.url, reason="the port is taken")
+
+    def start(self, timeout: float = 10.0) -> bool:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.server.started:
+            log.info("web.started", url=self.url)
+        return bool(self.server.started)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
 
 
 def run_web(settings: Settings, port: int, host: str = "127.0.0.1") -> None:

@@ -335,10 +335,16 @@ def test_jobqueue_run_on_the_embedded_default_stops_cleanly_on_sigterm(tmp_path:
         check=True,
         capture_output=True,
     )
-    proc = spawn(settings, "run", log_path=tmp_path / "run.log", REDIS_URL="")
+    with socket.socket() as probe:  # the console comes up beside it, on a port of its own
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = spawn(settings, "run", log_path=tmp_path / "run.log", REDIS_URL="",
+                 JOBQUEUE_WEB_PORT=str(port))  # fmt: skip
     sessions = sessions_for(settings)
     try:
         wait_until(lambda: entry(sessions, "ONE").started_at is not None, timeout=20)
+        health = wait_until(lambda: _get(f"http://127.0.0.1:{port}/healthz"), timeout=20)
+        assert health == {"status": "ok"}
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -348,3 +354,12 @@ def test_jobqueue_run_on_the_embedded_default_stops_cleanly_on_sigterm(tmp_path:
     events = [line["event"] for line in lines]
     assert "run.finished" in events and "embedded.stopping" in events
     assert all(line["process"] == "jobqueue" for line in lines if "process" in line)
+
+
+def _get(url: str) -> Any:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).json()
+    except httpx.HTTPError:
+        return None
