@@ -214,3 +214,13 @@ def test_users_and_tokens_from_the_command_line_and_its_changes_audited(
         "priority",
         "7",
     )
+
+
+def test_text_the_database_cannot_store_is_a_422_naming_the_field(
+    console: TestClient, sessions: Any
+) -> None:
+    admin = token_for(sessions, "ada")
+    answer = console.patch("/api/entries/HOURLY", headers=admin, json={"description": "a\x00b"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"]["field"] == "description"
+    assert entry(sessions, "HOURLY").description == "every hour"
