@@ -224,3 +224,47 @@ def test_text_the_database_cannot_store_is_a_422_naming_the_field(
     assert answer.status_code == 422
     assert answer.json()["detail"]["field"] == "description"
     assert entry(sessions, "HOURLY").description == "every hour"
+
+
+def test_an_admin_adds_an_entry_and_a_category_and_cleans_the_log(
+    console: TestClient, sessions: Any, settings: Settings
+) -> None:
+    from datetime import timedelta
+
+    from domain.queue.models import JobQueueLogEntry
+    from domain.queue.status import LogStatus
+
+    csrf = sign_in(console, "ada")
+    bad = console.post("/entries/new", data={"csrf_token": csrf, "code": "NEW1",
+                                             "job_name": "noop", "window": "9-5"})  # fmt: skip
+    assert bad.status_code == 422 and "window" in bad.text and 'value="NEW1"' in bad.text
+    made = console.post("/entries/new", data={"csrf_token": csrf, "code": "NEW1",
+                                              "job_name": "noop", "window": "09:00-17:00"})  # fmt: skip
+    assert made.status_code == 303 and made.headers["location"] == "/entries/NEW1"
+    assert str(entry(sessions, "NEW1").starting_time) == "09:00:00"
+    assert console.post("/categories", data={"csrf_token": csrf, "code": "NIGHT",
+                                             "description": "<b>night</b>"}).status_code == 303  # fmt: skip
+    page = console.get("/categories").text
+    assert "NIGHT" in page and "&lt;b&gt;night&lt;/b&gt;" in page
+    again = console.post("/categories", data={"csrf_token": csrf, "code": "NIGHT"})
+    assert again.status_code == 422 and "exists already" in again.text
+    old, new = utcnow() - timedelta(days=40), utcnow() - timedelta(days=1)
+    with sessions.begin() as session:
+        for when in (old, new):
+            session.add(JobQueueLogEntry(entry_id=None, entry_code="HOURLY", job_name="noop",
+                                         run_seq=1, attempt=1, started_at=when, ended_at=when,
+                                         status=LogStatus.SUCCESS, counters={}))  # fmt: skip
+    listed = console.get("/log", params={"code": "HOURLY"}).text
+    assert "2 log entries" in listed
+    cleaned = console.post("/log/cleanup", data={"csrf_token": csrf, "days": "30"})
+    assert cleaned.status_code == 200 and "1 log entries deleted" in cleaned.text
+    refused = console.post("/log/cleanup", data={"csrf_token": csrf, "days": "0"})
+    assert refused.status_code == 422 and "days" in refused.text
+    assert "NEW1" in console.get("/audit").text
+
+
+def test_an_operator_cannot_add_entries_or_clean_the_log(console: TestClient) -> None:
+    csrf = sign_in(console, "otto")
+    assert console.get("/entries/new").status_code == 403
+    denied = console.post("/log/cleanup", data={"csrf_token": csrf, "days": "30"})
+    assert denied.status_code == 403

@@ -14,7 +14,7 @@ from domain.audit.record import acting_as
 from domain.clock import utcnow
 from domain.queue import entries as ops
 from domain.queue.form import changes_from_text
-from domain.queue.limits import EntryError
+from domain.queue.limits import EntryError, EntryFieldError
 from domain.queue.models import JobQueueEntry
 from domain.users.models import Role
 from jobs.registry import registry
@@ -90,3 +90,23 @@ def create(
     with sessions.begin() as session:
         session = acting_as(session, who.name, who.via)
         return ops.add_entry(session, code, job_name, changes, registry, utcnow(), tz)
+
+
+def clean_log(sessions: sessionmaker[Session], who: Principal, days_text: str) -> int:
+    if not who.may(Role.ADMIN):
+        raise Forbidden("deleting log entries needs the admin role")
+    try:
+        days = int(days_text.strip())
+    except ValueError:
+        raise EntryFieldError("days", f"{days_text!r} is not a whole number") from None
+    with sessions.begin() as session:
+        return ops.delete_log_older_than(session, days, utcnow())
+
+
+def add_category(
+    sessions: sessionmaker[Session], who: Principal, code: str, description: str
+) -> None:
+    if not who.may(Role.ADMIN):
+        raise Forbidden("adding a category needs the admin role")
+    with sessions.begin() as session:
+        ops.add_category(acting_as(session, who.name, who.via), code, description)

@@ -180,6 +180,91 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
         return page(request, "entries.html", rows=rows, total=total, f=f, pages=pages,
                     query=dict(request.query_params))  # fmt: skip
 
+    @app.get("/entries/new", include_in_schema=False)
+    def new_entry_form(request: Request) -> HTMLResponse:
+        me = who(request)
+        if not me.may(Role.ADMIN):
+            raise HTTPException(403, "adding an entry needs the admin role")
+        return page(request, "new_entry.html", jobs=registry.names(), typed={}, error="")
+
+    @app.post("/entries/new", include_in_schema=False)
+    async def new_entry(request: Request) -> Response:
+        me = who(request)
+        form = await request.form()
+        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        typed = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS | {"code"}}
+        texts = {k: v for k, v in typed.items() if k not in ("code", "job_name") and v != ""}
+        texts["recurring"] = typed.get("recurring", "off")
+        code = typed.get("code", "")
+        try:
+            await run_in_threadpool(actions.create, sessions, me, code, typed.get("job_name", ""),
+                                    texts, settings.tz)  # fmt: skip
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except EntryError as exc:
+            return page(request, "new_entry.html", 422, jobs=registry.names(), typed=typed,
+                        error=str(exc))  # fmt: skip
+        return RedirectResponse(f"/entries/{code.strip()}", status_code=303)
+
+    @app.get("/log", include_in_schema=False)
+    def log_entries(request: Request) -> HTMLResponse:
+        who(request)
+        with sessions() as session:
+            rows, total, number = queries.log_page(session, dict(request.query_params))
+        return page(request, "log.html", rows=rows, total=total, number=number,
+                    query=dict(request.query_params), message="")  # fmt: skip
+
+    @app.post("/log/cleanup", include_in_schema=False)
+    async def log_cleanup(request: Request) -> Response:
+        me = who(request)
+        form = await request.form()
+        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        try:
+            gone = await run_in_threadpool(
+                actions.clean_log, sessions, me, str(form.get("days", ""))
+            )
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except EntryError as exc:
+            raise HTTPException(422, str(exc)) from None
+        with sessions() as session:
+            rows, total, number = queries.log_page(session, {})
+        return page(request, "log.html", rows=rows, total=total, number=number, query={},
+                    message=f"{gone} log entries deleted")  # fmt: skip
+
+    @app.get("/categories", include_in_schema=False)
+    def categories(request: Request) -> HTMLResponse:
+        who(request)
+        return _categories_page(request, 200, "")
+
+    def _categories_page(request: Request, status: int, error: str) -> HTMLResponse:
+        from domain.queue.models import JobQueueCategory
+
+        with sessions() as session:
+            rows = list(session.query(JobQueueCategory).order_by(JobQueueCategory.code))
+        return page(request, "categories.html", status, rows=rows, error=error)
+
+    @app.post("/categories", include_in_schema=False)
+    async def add_category(request: Request) -> Response:
+        me = who(request)
+        form = await request.form()
+        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        try:
+            code, description = str(form.get("code", "")), str(form.get("description", ""))
+            await run_in_threadpool(actions.add_category, sessions, me, code, description)
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except EntryError as exc:
+            return _categories_page(request, 422, str(exc))
+        return RedirectResponse("/categories", status_code=303)
+
+    @app.get("/audit", include_in_schema=False)
+    def audit(request: Request, page_number: int = 1) -> HTMLResponse:
+        who(request)
+        with sessions() as session:
+            rows = queries.audit_page(session, page_number)
+        return page(request, "audit.html", rows=rows)
+
     def card(request: Request, code: str, status: int = 200, **extra: Any) -> HTMLResponse:
         with sessions() as session:
             try:

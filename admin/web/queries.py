@@ -148,3 +148,41 @@ def statuses(session: Session, codes: list[str]) -> dict[str, dict[str, Any]]:
         }
         for r in rows
     }
+
+
+def log_page(session: Session, params: dict[str, str]) -> tuple[list[JobQueueLogEntry], int, int]:
+    """Job Queue Log Entries for all entries: filtered by status and entry code, newest
+    first, a page at a time; returns (rows, total, page)."""
+    from domain.queue.status import LogStatus
+
+    stmt = select(JobQueueLogEntry)
+    status = params.get("status", "").strip()
+    if status:
+        try:
+            stmt = stmt.where(JobQueueLogEntry.status == LogStatus(status))
+        except ValueError:
+            known = ", ".join(s.value for s in LogStatus)
+            raise HTTPException(400, f"status: one of {known}, not {status!r}") from None
+    code = params.get("code", "").strip()[:40]
+    if code:
+        stmt = stmt.where(JobQueueLogEntry.entry_code == code)
+    try:
+        page = max(1, min(int(params.get("page", "1") or 1), 1_000_000))
+    except ValueError:
+        raise HTTPException(400, "page: a whole number from 1") from None
+    total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+    rows = session.execute(
+        stmt.order_by(JobQueueLogEntry.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    ).scalars()
+    return list(rows), int(total), page
+
+
+def audit_page(session: Session, page: int) -> list[AuditEntry]:
+    return list(
+        session.execute(
+            select(AuditEntry)
+            .order_by(AuditEntry.id.desc())
+            .limit(PAGE_SIZE)
+            .offset((max(page, 1) - 1) * PAGE_SIZE)
+        ).scalars()
+    )

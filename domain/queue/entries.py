@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, tzinfo
-from typing import Any, Protocol
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Any, Protocol, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -285,6 +285,20 @@ def add_category(session: Session, code: str, description: str = "") -> JobQueue
     category = JobQueueCategory(code=code, description=description)
     session.add(category)
     return category
+
+
+def delete_log_older_than(session: Session, days: int, now: datetime) -> int:
+    """Deletes log entries of runs that ended more than `days` days ago (Business
+    Central's "Delete Entries Older Than"); runs still going are kept. Returns how many."""
+    if not 1 <= days <= 36_500:
+        raise EntryFieldError("days", f"a whole number from 1 to 36500, not {days}")
+    cutoff = now - timedelta(days=days)
+    result = session.execute(
+        delete(JobQueueLogEntry).where(
+            JobQueueLogEntry.ended_at.is_not(None), JobQueueLogEntry.ended_at < cutoff
+        )
+    )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def list_entries(session: Session, status: EntryStatus | None = None) -> list[EntryView]:
