@@ -238,12 +238,12 @@ def test_an_admin_adds_an_entry_and_a_category_and_cleans_the_log(
     bad = console.post("/entries/new", data={"csrf_token": csrf, "code": "NEW1",
                                              "job_name": "noop", "window": "9-5"})  # fmt: skip
     assert bad.status_code == 422 and "window" in bad.text and 'value="NEW1"' in bad.text
-    made = console.post("/entries/new", data={"csrf_token": csrf, "code": "NEW1",
-                                              "job_name": "noop", "window": "09:00-17:00"})  # fmt: skip
+    good = {"csrf_token": csrf, "code": "NEW1", "job_name": "noop", "window": "09:00-17:00"}
+    made = console.post("/entries/new", data=good)
     assert made.status_code == 303 and made.headers["location"] == "/entries/NEW1"
     assert str(entry(sessions, "NEW1").starting_time) == "09:00:00"
-    assert console.post("/categories", data={"csrf_token": csrf, "code": "NIGHT",
-                                             "description": "<b>night</b>"}).status_code == 303  # fmt: skip
+    category = {"csrf_token": csrf, "code": "NIGHT", "description": "<b>night</b>"}
+    assert console.post("/categories", data=category).status_code == 303
     page = console.get("/categories").text
     assert "NIGHT" in page and "&lt;b&gt;night&lt;/b&gt;" in page
     again = console.post("/categories", data={"csrf_token": csrf, "code": "NIGHT"})
@@ -251,9 +251,19 @@ def test_an_admin_adds_an_entry_and_a_category_and_cleans_the_log(
     old, new = utcnow() - timedelta(days=40), utcnow() - timedelta(days=1)
     with sessions.begin() as session:
         for when in (old, new):
-            session.add(JobQueueLogEntry(entry_id=None, entry_code="HOURLY", job_name="noop",
-                                         run_seq=1, attempt=1, started_at=when, ended_at=when,
-                                         status=LogStatus.SUCCESS, counters={}))  # fmt: skip
+            session.add(
+                JobQueueLogEntry(
+                    entry_id=None,
+                    entry_code="HOURLY",
+                    job_name="noop",
+                    run_seq=1,
+                    attempt=1,
+                    started_at=when,
+                    ended_at=when,
+                    status=LogStatus.SUCCESS,
+                    counters={},
+                )
+            )
     listed = console.get("/log", params={"code": "HOURLY"}).text
     assert "2 log entries" in listed
     cleaned = console.post("/log/cleanup", data={"csrf_token": csrf, "days": "30"})

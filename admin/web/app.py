@@ -98,6 +98,13 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
             raise SignInRequired()
         return found
 
+    async def posted(request: Request) -> tuple[Principal, Any]:
+        """Who sends this form, and the form, once its CSRF token is checked."""
+        me = who(request)
+        form = await request.form()
+        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        return me, form
+
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         found = principal(request, sessions)
         context |= {"request": request, "me": found, "csrf": csrf_token(request),
@@ -159,8 +166,7 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
-        form = await request.form()
-        check_csrf(request, who(request), str(form.get(CSRF_FIELD, "")))
+        await posted(request)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -189,9 +195,7 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
 
     @app.post("/entries/new", include_in_schema=False)
     async def new_entry(request: Request) -> Response:
-        me = who(request)
-        form = await request.form()
-        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        me, form = await posted(request)
         typed = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS | {"code"}}
         texts = {k: v for k, v in typed.items() if k not in ("code", "job_name") and v != ""}
         texts["recurring"] = typed.get("recurring", "off")
@@ -216,9 +220,7 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
 
     @app.post("/log/cleanup", include_in_schema=False)
     async def log_cleanup(request: Request) -> Response:
-        me = who(request)
-        form = await request.form()
-        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        me, form = await posted(request)
         try:
             gone = await run_in_threadpool(
                 actions.clean_log, sessions, me, str(form.get("days", ""))
@@ -246,9 +248,7 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
 
     @app.post("/categories", include_in_schema=False)
     async def add_category(request: Request) -> Response:
-        me = who(request)
-        form = await request.form()
-        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        me, form = await posted(request)
         try:
             code, description = str(form.get("code", "")), str(form.get("description", ""))
             await run_in_threadpool(actions.add_category, sessions, me, code, description)
@@ -285,9 +285,7 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
 
     @app.post("/entries/{code}", include_in_schema=False)
     async def entry_edit(request: Request, code: str) -> Response:
-        me = who(request)
-        form = await request.form()
-        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        me, form = await posted(request)
         texts = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS}
         if "recurring" not in texts:
             texts["recurring"] = "off"  # an unticked box sends nothing
@@ -319,9 +317,7 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
 
     @app.post("/entries/{code}/actions/{action}", include_in_schema=False)
     async def entry_action(request: Request, code: str, action: str) -> Response:
-        me = who(request)
-        form = await request.form()
-        check_csrf(request, me, str(form.get(CSRF_FIELD, "")))
+        me, _form = await posted(request)
         try:
             await run_in_threadpool(actions.act, sessions, me, code, action, settings.tz)
         except actions.Forbidden as exc:
