@@ -278,3 +278,23 @@ def test_an_operator_cannot_add_entries_or_clean_the_log(console: TestClient) ->
     assert console.get("/entries/new").status_code == 403
     denied = console.post("/log/cleanup", data={"csrf_token": csrf, "days": "30"})
     assert denied.status_code == 403
+
+
+def test_the_home_page_shows_the_figures_the_scheduler_and_runs_per_hour(
+    console: TestClient, sessions: Any
+) -> None:
+    from domain.queue.models import JobQueueLogEntry
+    from domain.queue.status import LogStatus
+
+    with sessions.begin() as session:
+        for status in (LogStatus.SUCCESS, LogStatus.SUCCESS, LogStatus.ERROR):
+            now = utcnow()
+            session.add(JobQueueLogEntry(entry_id=None, entry_code="HOURLY", job_name="noop",
+                                         run_seq=1, attempt=1, started_at=now, ended_at=now,
+                                         status=status, counters={}))  # fmt: skip
+    sign_in(console, "vic")
+    home = console.get("/").text
+    assert re.search(r'<span class="n">2</span> Ready', home)
+    assert "none holds the lease" in home  # no scheduler runs in this test
+    assert "2 succeeded, 1 failed" in home  # the current hour's bar
+    assert home.count('<rect class="ok"') == 12

@@ -14,12 +14,13 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from admin.web import actions, queries
+from admin.web import actions, chart, queries
 from admin.web.api import api_router
 from admin.web.auth import (
     CSRF_FIELD,
@@ -30,6 +31,7 @@ from admin.web.auth import (
     principal,
     sign_in,
 )
+from domain.clock import utcnow
 from domain.db import make_session_factory
 from domain.queue import entries as ops
 from domain.queue.form import changes_from_text
@@ -174,9 +176,12 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> HTMLResponse:
         who(request)
+        now = utcnow()
         with sessions() as session:
             counts = queries.figures(session)
-        return page(request, "home.html", figures=counts)
+            drawn = chart.svg(chart.runs_by_hour(session, now), settings.tz)
+            running = chart.processes(session, now)
+        return page(request, "home.html", figures=counts, chart=Markup(drawn), **running)
 
     @app.get("/entries", include_in_schema=False)
     def entries(request: Request) -> HTMLResponse:
