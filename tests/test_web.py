@@ -298,3 +298,34 @@ def test_the_home_page_shows_the_figures_the_scheduler_and_runs_per_hour(
     assert "none holds the lease" in home  # no scheduler runs in this test
     assert "2 succeeded, 1 failed" in home  # the current hour's bar
     assert home.count('<rect class="ok"') == 12
+
+
+def test_a_failed_email_is_retried_by_an_operator_and_refusals_are_shown(
+    console: TestClient, sessions: Any
+) -> None:
+    from domain.mail.kinds import OutboxStatus
+    from domain.mail.models import OutboxMessage, SentEmail
+
+    now = utcnow()
+    with sessions.begin() as session:
+        session.add(OutboxMessage(id="m1", message_id="<m1@x>", subject="Invoice <1>",
+                                  status=OutboxStatus.FAILED, to_addresses=["a@b.example"],
+                                  attempts=5, last_error="550 mailbox unavailable",
+                                  send_after=now, created_at=now))  # fmt: skip
+        session.add(SentEmail(id="s1", message_id="<s1@x>", scenario="Default", created_by="ADA",
+                              sender="sales@cronus.example", subject="Statement",
+                              to_addresses=["c@d.example", "e@f.example"], sent_at=now,
+                              refused_recipients={"e@f.example": "452 try later"}))  # fmt: skip
+    csrf = sign_in(console, "vic")
+    page = console.get("/email").text
+    assert "Invoice &lt;1&gt;" in page and "550 mailbox unavailable" in page
+    assert "e@f.example: 452 try later" in page
+    assert console.post("/email/outbox/m1/retry", data={"csrf_token": csrf}).status_code == 403
+    console.post("/logout", data={"csrf_token": csrf})
+    csrf = sign_in(console, "otto")
+    assert console.post("/email/outbox/m1/retry", data={"csrf_token": csrf}).status_code == 303
+    with sessions() as session:
+        message = session.get(OutboxMessage, "m1")
+        assert (message.status, message.attempts) == (OutboxStatus.QUEUED, 0)
+    twice = console.post("/email/outbox/m1/retry", data={"csrf_token": csrf})
+    assert twice.status_code == 422 and "not Failed or Draft" in twice.text

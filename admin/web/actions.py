@@ -110,3 +110,13 @@ def add_category(
         raise Forbidden("adding a category needs the admin role")
     with sessions.begin() as session:
         ops.add_category(acting_as(session, who.name, who.via), code, description)
+
+
+def retry_email(sessions: sessionmaker[Session], who: Principal, outbox_id: str) -> None:
+    """Sends a Failed message again (the command line's `email outbox retry`)."""
+    from jobs.mail.compose import retry
+
+    if not who.may(Role.OPERATOR):
+        raise Forbidden("retrying an email needs the operator role")
+    with sessions.begin() as session:
+        retry(session, outbox_id, utcnow())

@@ -263,6 +263,24 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
             return _categories_page(request, 422, str(exc))
         return RedirectResponse("/categories", status_code=303)
 
+    @app.get("/email", include_in_schema=False)
+    def email(request: Request, status: str = "") -> HTMLResponse:
+        who(request)
+        with sessions() as session:
+            outbox, sent = queries.mail(session, status.strip())
+        return page(request, "email.html", outbox=outbox, sent=sent, chosen=status)
+
+    @app.post("/email/outbox/{outbox_id}/retry", include_in_schema=False)
+    async def retry_email(request: Request, outbox_id: str) -> Response:
+        me, _form = await posted(request)
+        try:
+            await run_in_threadpool(actions.retry_email, sessions, me, outbox_id)
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return RedirectResponse("/email", status_code=303)
+
     @app.get("/audit", include_in_schema=False)
     def audit(request: Request, page_number: int = 1) -> HTMLResponse:
         who(request)

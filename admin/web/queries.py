@@ -186,3 +186,20 @@ def audit_page(session: Session, page: int) -> list[AuditEntry]:
             .offset((max(page, 1) - 1) * PAGE_SIZE)
         ).scalars()
     )
+
+
+def mail(session: Session, status: str) -> tuple[list[Any], list[Any]]:
+    """The outbox (newest first, by status) and the sent emails (newest first): the
+    envelope, never the bodies (view policies decide who reads those)."""
+    from domain.mail.kinds import OutboxStatus
+    from domain.mail.models import OutboxMessage, SentEmail
+
+    outbox = select(OutboxMessage).order_by(OutboxMessage.created_at.desc()).limit(PAGE_SIZE)
+    if status:
+        try:
+            outbox = outbox.where(OutboxMessage.status == OutboxStatus(status))
+        except ValueError:
+            known = ", ".join(s.value for s in OutboxStatus)
+            raise HTTPException(400, f"status: one of {known}, not {status!r}") from None
+    sent = select(SentEmail).order_by(SentEmail.sent_at.desc()).limit(PAGE_SIZE)
+    return list(session.execute(outbox).scalars()), list(session.execute(sent).scalars())
