@@ -329,3 +329,37 @@ def test_a_failed_email_is_retried_by_an_operator_and_refusals_are_shown(
         assert (message.status, message.attempts) == (OutboxStatus.QUEUED, 0)
     twice = console.post("/email/outbox/m1/retry", data={"csrf_token": csrf})
     assert twice.status_code == 422 and "not Failed or Draft" in twice.text
+
+
+def test_the_sales_page_shows_runs_and_errors_and_settles_a_conflict(
+    settings: Settings, engine: Any, sessions: Any, company: Any
+) -> None:
+    from admin.web.app import create_web_app
+    from jobs.sales.local import save
+    from tests.sales_fixtures import sync
+
+    sync(engine, company, settings.tz)
+    dv = company.dataverse
+    product = next(p for p in dv.rows("products") if p["productnumber"] == "1000")
+    dv.edit("products", product["productid"], {"name": "Bike (Sales)"}, by=dv.add_user("S", "s@x"))
+    with sessions.begin() as session:
+        save(session, "items", {"no": "1000", "description": "Bicycle 2027"}, user="ADMIN",
+             tz=settings.tz)  # fmt: skip
+        add_user(session, "ada", Role.ADMIN, PASSWORD, utcnow())
+    sync(engine, company, settings.tz, "ITEM-PRODUCT")
+    console = TestClient(create_web_app(settings, engine), follow_redirects=False)
+    csrf = sign_in(console, "ada")
+    page = console.get("/sales").text
+    assert "ITEM-PRODUCT" in page and "update conflict" in page and "Keep local" in page
+    assert "delta link" in page  # the pulling mappings read by change tracking
+    keep_local = {
+        "csrf_token": csrf,
+        "mapping": "ITEM-PRODUCT",
+        "local_id": "1000",
+        "keep": "local",
+    }
+    settled = console.post("/sales/resolve", data=keep_local)
+    assert settled.status_code == 200 and "will be sent to Dataverse" in settled.text
+    again = console.post("/sales/resolve", data=keep_local)
+    assert again.status_code == 422 and "no recorded conflict" in again.text
+    assert sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"].modified == 1

@@ -120,3 +120,15 @@ def retry_email(sessions: sessionmaker[Session], who: Principal, outbox_id: str)
         raise Forbidden("retrying an email needs the operator role")
     with sessions.begin() as session:
         retry(session, outbox_id, utcnow())
+
+
+def settle_conflict(
+    sessions: sessionmaker[Session], who: Principal, mapping: str, local_id: str, keep: str
+) -> str:
+    """An admin's answer to a recorded update conflict (`jobqueue sales resolve`)."""
+    from jobs.sales.conflicts import resolve
+
+    if not who.may(Role.ADMIN):
+        raise Forbidden("settling a conflict needs the admin role")
+    with sessions.begin() as session:
+        return resolve(session, mapping, local_id, keep, utcnow())

@@ -281,6 +281,29 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
             raise HTTPException(422, str(exc)) from None
         return RedirectResponse("/email", status_code=303)
 
+    @app.get("/sales", include_in_schema=False)
+    def sales(request: Request) -> HTMLResponse:
+        who(request)
+        return _sales_page(request, 200, "")
+
+    def _sales_page(request: Request, status: int, message: str) -> HTMLResponse:
+        with sessions() as session:
+            state = queries.sales(session)
+        return page(request, "sales.html", status, message=message, **state)
+
+    @app.post("/sales/resolve", include_in_schema=False)
+    async def settle(request: Request) -> Response:
+        me, form = await posted(request)
+        mapping, local_id = str(form.get("mapping", "")), str(form.get("local_id", ""))
+        try:
+            said = await run_in_threadpool(actions.settle_conflict, sessions, me, mapping,
+                                           local_id, str(form.get("keep", "")))  # fmt: skip
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except ValueError as exc:
+            return _sales_page(request, 422, str(exc))
+        return _sales_page(request, 200, said)
+
     @app.get("/audit", include_in_schema=False)
     def audit(request: Request, page_number: int = 1) -> HTMLResponse:
         who(request)

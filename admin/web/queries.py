@@ -203,3 +203,30 @@ def mail(session: Session, status: str) -> tuple[list[Any], list[Any]]:
             raise HTTPException(400, f"status: one of {known}, not {status!r}") from None
     sent = select(SentEmail).order_by(SentEmail.sent_at.desc()).limit(PAGE_SIZE)
     return list(session.execute(outbox).scalars()), list(session.execute(sent).scalars())
+
+
+def sales(session: Session) -> dict[str, Any]:
+    """The integration table mappings in dependency order, the latest runs with their
+    counters, the latest errors (records by business key, with time), what is pending."""
+    from domain.sales.defaults import DEFAULTS
+    from domain.sales.integration import (
+        IntegrationTableMapping,
+        PendingRecord,
+        SyncError,
+        SyncRun,
+    )
+
+    order = {spec.name: n for n, spec in enumerate(DEFAULTS)}
+    mappings = sorted(
+        session.execute(select(IntegrationTableMapping)).scalars(),
+        key=lambda m: order.get(m.name, len(order)),
+    )
+    runs = session.execute(select(SyncRun).order_by(SyncRun.id.desc()).limit(PAGE_SIZE))
+    errors = session.execute(select(SyncError).order_by(SyncError.id.desc()).limit(PAGE_SIZE))
+    pending = session.execute(select(func.count()).select_from(PendingRecord)).scalar_one()
+    return {
+        "mappings": mappings,
+        "runs": list(runs.scalars()),
+        "errors": list(errors.scalars()),
+        "pending": int(pending),
+    }
