@@ -363,3 +363,17 @@ def test_the_sales_page_shows_runs_and_errors_and_settles_a_conflict(
     again = console.post("/sales/resolve", data=keep_local)
     assert again.status_code == 422 and "no recorded conflict" in again.text
     assert sync(engine, company, settings.tz, "ITEM-PRODUCT")["ITEM-PRODUCT"].modified == 1
+
+
+def test_the_api_lists_the_log_the_outbox_and_the_sync_runs(
+    console: TestClient, sessions: Any
+) -> None:
+    viewer = token_for(sessions, "vic")
+    assert console.get("/api/log", headers=viewer).json() == {
+        "total": 0, "page": 1, "log_entries": []}  # fmt: skip
+    assert console.get("/api/log", headers=viewer, params={"status": "Done"}).status_code == 400
+    assert console.get("/api/outbox", headers=viewer).json() == {"outbox": [], "sent": []}
+    assert console.get("/api/sales/runs", headers=viewer).json() == []
+    assert console.get("/api/sales/errors", headers=viewer).json() == []
+    missing = console.post("/api/outbox/nope/retry", headers=token_for(sessions, "otto"))
+    assert missing.status_code == 422 and "no outbox message" in missing.json()["detail"]["reason"]

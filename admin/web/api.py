@@ -84,6 +84,65 @@ class LogOut(BaseModel):
     error_message: str | None
 
 
+class LogEntryOut(LogOut):
+    entry_code: str
+    job_name: str
+    counters: dict[str, Any]
+
+
+class LogPage(BaseModel):
+    total: int
+    page: int
+    log_entries: list[LogEntryOut]
+
+
+class OutboxOut(BaseModel):
+    id: str
+    status: str
+    subject: str
+    to: list[str]
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+class SentOut(BaseModel):
+    id: str
+    sender: str
+    subject: str
+    to: list[str]
+    sent_at: datetime
+    refused_recipients: dict[str, str]
+    possible_duplicate: bool
+
+
+class Mail(BaseModel):
+    outbox: list[OutboxOut]
+    sent: list[SentOut]
+
+
+class SyncRunOut(BaseModel):
+    id: int
+    mapping: str
+    started_at: datetime
+    finished_at: datetime | None
+    inserted: int
+    modified: int
+    deleted: int
+    unchanged: int
+    skipped: int
+    failed: int
+    conflicts: int
+
+
+class SyncErrorOut(BaseModel):
+    at: datetime
+    mapping: str
+    record: str
+    result: str
+    message: str
+
+
 class Category(BaseModel):
     code: str
     description: str
@@ -192,6 +251,60 @@ def api_router(sessions: sessionmaker[Session], settings: Settings) -> APIRouter
                 )
                 for r in queries.log_of(session, entry)
             ]
+
+    @router.get("/log", response_model=LogPage)
+    def all_log(request: Request, _me: Annotated[Principal, Depends(who)]) -> LogPage:
+        with sessions() as session:
+            rows, total, number = queries.log_page(session, dict(request.query_params))
+            return LogPage(total=total, page=number, log_entries=[
+                LogEntryOut(entry_code=r.entry_code, job_name=r.job_name,
+                            status=str(r.status.value), started_at=r.started_at,
+                            ended_at=r.ended_at, error_message=r.error_message,
+                            counters=dict(r.counters or {}))
+                for r in rows])  # fmt: skip
+
+    @router.get("/outbox", response_model=Mail)
+    def outbox(_me: Annotated[Principal, Depends(who)], status: str = "") -> Mail:
+        with sessions() as session:
+            queued, sent = queries.mail(session, status.strip())
+            return Mail(
+                outbox=[OutboxOut(id=m.id, status=m.status.value, subject=m.subject,
+                                  to=list(m.envelope_to or m.to_addresses), attempts=m.attempts,
+                                  last_error=m.last_error, created_at=m.created_at)
+                        for m in queued],
+                sent=[SentOut(id=m.id, sender=m.sender, subject=m.subject,
+                              to=list(m.to_addresses), sent_at=m.sent_at,
+                              refused_recipients=dict(m.refused_recipients or {}),
+                              possible_duplicate=m.possible_duplicate)
+                      for m in sent],
+            )  # fmt: skip
+
+    @router.post("/outbox/{outbox_id}/retry", response_model=dict[str, str])
+    async def retry(outbox_id: str, me: Annotated[Principal, Depends(who)]) -> dict[str, str]:
+        try:
+            await run_in_threadpool(actions.retry_email, sessions, me, outbox_id)
+        except actions.Forbidden as exc:
+            raise refused(exc) from None
+        except ValueError as exc:
+            raise HTTPException(422, {"field": "id", "reason": str(exc)}) from None
+        return {"id": outbox_id, "result": "queued"}
+
+    @router.get("/sales/runs", response_model=list[SyncRunOut])
+    def sync_runs(_me: Annotated[Principal, Depends(who)]) -> list[SyncRunOut]:
+        with sessions() as session:
+            return [SyncRunOut(id=r.id, mapping=r.mapping_name, started_at=r.started_at,
+                               finished_at=r.finished_at, inserted=r.inserted,
+                               modified=r.modified, deleted=r.deleted, unchanged=r.unchanged,
+                               skipped=r.skipped, failed=r.failed, conflicts=r.conflicts)
+                    for r in queries.sales(session)["runs"]]  # fmt: skip
+
+    @router.get("/sales/errors", response_model=list[SyncErrorOut])
+    def sync_errors(_me: Annotated[Principal, Depends(who)]) -> list[SyncErrorOut]:
+        with sessions() as session:
+            return [SyncErrorOut(at=e.at, mapping=e.mapping_name,
+                                 record=e.local_id or e.dataverse_id, result=e.result.value,
+                                 message=e.message)
+                    for e in queries.sales(session)["errors"]]  # fmt: skip
 
     @router.get("/categories", response_model=list[Category])
     def categories(_me: Annotated[Principal, Depends(who)]) -> list[Category]:
