@@ -377,3 +377,32 @@ def test_the_api_lists_the_log_the_outbox_and_the_sync_runs(
     assert console.get("/api/sales/errors", headers=viewer).json() == []
     missing = console.post("/api/outbox/nope/retry", headers=token_for(sessions, "otto"))
     assert missing.status_code == 422 and "no outbox message" in missing.json()["detail"]["reason"]
+
+
+def test_an_admin_manages_users_and_the_last_admin_stays(
+    console: TestClient, sessions: Any
+) -> None:
+    csrf = sign_in(console, "ada")
+    added = console.post("/users", data={"csrf_token": csrf, "do": "add", "name": "bob",
+                                         "role": "viewer", "password": PASSWORD})  # fmt: skip
+    assert added.status_code == 200 and "user bob added (viewer)" in added.text
+    short = console.post("/users", data={"csrf_token": csrf, "do": "add", "name": "eve",
+                                         "role": "viewer", "password": "short"})  # fmt: skip
+    assert short.status_code == 422 and "at least 10 characters" in short.text
+    raised = console.post("/users", data={"csrf_token": csrf, "do": "role", "name": "bob",
+                                          "role": "operator"})  # fmt: skip
+    assert "bob is now operator" in raised.text
+    last = console.post("/users", data={"csrf_token": csrf, "do": "role", "name": "ada",
+                                        "role": "viewer"})  # fmt: skip
+    assert last.status_code == 422 and "last admin" in last.text
+    gone = console.post("/users", data={"csrf_token": csrf, "do": "delete", "name": "bob"})
+    assert "user bob deleted" in gone.text
+    with sessions() as session:
+        rows = session.execute(select(AuditEntry).where(AuditEntry.object_type == "user"))
+        trail = [(a.object_key, a.action, a.field, a.new_value) for a in rows.scalars()]
+    assert trail == [("bob", "created", "", ""), ("bob", "changed", "role", "operator"),
+                     ("bob", "deleted", "", "")]  # fmt: skip
+    assert PASSWORD not in console.get("/audit").text
+    console.post("/logout", data={"csrf_token": csrf})
+    sign_in(console, "otto")
+    assert console.get("/users").status_code == 403

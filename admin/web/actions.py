@@ -132,3 +132,28 @@ def settle_conflict(
         raise Forbidden("settling a conflict needs the admin role")
     with sessions.begin() as session:
         return resolve(session, mapping, local_id, keep, utcnow())
+
+
+def manage_user(sessions: sessionmaker[Session], who: Principal, form: Mapping[str, str]) -> str:
+    """Add a user, change a role or delete a user (admin); returns what was done."""
+    from domain.users import accounts
+
+    if not who.may(Role.ADMIN):
+        raise Forbidden("managing users needs the admin role")
+    name, what = form.get("name", ""), form.get("do", "")
+    with sessions.begin() as session:
+        session = acting_as(session, who.name, who.via)
+        if what == "add":
+            role = accounts.check_role(form.get("role", ""))
+            accounts.add_user(session, name, role, form.get("password", ""), utcnow())
+            return f"user {name} added ({role.value})"
+        if what == "role":
+            role = accounts.check_role(form.get("role", ""))
+            accounts.set_role(session, name, role)
+            return f"{name} is now {role.value}"
+        if what == "delete":
+            if name == who.name:
+                raise accounts.AccountError("you cannot delete yourself")
+            accounts.delete_user(session, name)
+            return f"user {name} deleted"
+    raise accounts.AccountError(f"unknown user action {what!r}")

@@ -304,6 +304,32 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
             return _sales_page(request, 422, str(exc))
         return _sales_page(request, 200, said)
 
+    @app.get("/users", include_in_schema=False)
+    def users(request: Request) -> HTMLResponse:
+        if not who(request).may(Role.ADMIN):
+            raise HTTPException(403, "managing users needs the admin role")
+        return _users_page(request, 200, "", "")
+
+    def _users_page(request: Request, status: int, message: str, error: str) -> HTMLResponse:
+        from domain.users.models import User
+
+        with sessions() as session:
+            rows = list(session.query(User).order_by(User.name))
+        return page(request, "users.html", status, rows=rows, message=message, error=error,
+                    roles=[r.value for r in Role])  # fmt: skip
+
+    @app.post("/users", include_in_schema=False)
+    async def manage_users(request: Request) -> Response:
+        me, form = await posted(request)
+        fields = {k: str(v) for k, v in form.items() if k in ("name", "role", "password", "do")}
+        try:
+            said = await run_in_threadpool(actions.manage_user, sessions, me, fields)
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except ValueError as exc:
+            return _users_page(request, 422, "", str(exc))
+        return _users_page(request, 200, said, "")
+
     @app.get("/audit", include_in_schema=False)
     def audit(request: Request, page_number: int = 1) -> HTMLResponse:
         who(request)

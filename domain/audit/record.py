@@ -1,6 +1,6 @@
 """Audit rows for changes made by a person: a session marked with `acting_as` records,
-when it flushes, every created, changed or deleted job-queue entry, field by field,
-with the old and the new value. Sessions of the scheduler and the workers carry no
+when it flushes, every created, changed or deleted job-queue entry and user, field by
+field, with the old and the new value. Sessions of the scheduler and the workers carry no
 actor and record nothing (a run's own bookkeeping is in the log entries)."""
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from domain.clock import utcnow
 from domain.queue.entries import EDITABLE
 from domain.queue.models import JobQueueEntry
 from domain.queue.transitions import WEEKDAY_COLUMNS
+from domain.users.models import User
 
 ENTRY_FIELDS = (EDITABLE - {"weekdays"}) | set(WEEKDAY_COLUMNS) | {"status", "code"}
+# What is audited of each kind, by (object type, key attribute, fields); a user's
+# password hash is never among them.
+AUDITED: dict[type, tuple[str, str, frozenset[str]]] = {
+    JobQueueEntry: ("job_queue_entry", "code", frozenset(ENTRY_FIELDS)),
+    User: ("user", "name", frozenset({"role"})),
+}
 SURFACES = ("console", "api", "cli")
 
 
@@ -48,15 +55,14 @@ def _record(session: Session, _context: Any, _instances: Any) -> None:
     actor, surface = who
     now = utcnow()
 
-    def row(
-        entry: JobQueueEntry, action: str, field: str = "", old: Any = None, new: Any = None
-    ) -> AuditEntry:
+    def row(obj: Any, action: str, field: str = "", old: Any = None, new: Any = None) -> AuditEntry:
+        kind, key, _fields = AUDITED[type(obj)]
         return AuditEntry(
             at=now,
             actor=actor,
             surface=surface,
-            object_type="job_queue_entry",
-            object_key=entry.code,
+            object_type=kind,
+            object_key=str(getattr(obj, key)),
             action=action,
             field=field,
             old_value=_text(old),
@@ -65,16 +71,16 @@ def _record(session: Session, _context: Any, _instances: Any) -> None:
 
     rows: list[AuditEntry] = []
     for obj in session.new:
-        if isinstance(obj, JobQueueEntry):
+        if type(obj) in AUDITED:
             rows.append(row(obj, "created"))
     for obj in session.deleted:
-        if isinstance(obj, JobQueueEntry):
+        if type(obj) in AUDITED:
             rows.append(row(obj, "deleted"))
     for obj in session.dirty:
-        if not isinstance(obj, JobQueueEntry):
+        if type(obj) not in AUDITED:
             continue
         state = inspect(obj)
-        for name in sorted(ENTRY_FIELDS):
+        for name in sorted(AUDITED[type(obj)][2]):
             history = state.attrs[name].history
             if not history.has_changes():
                 continue

@@ -60,6 +60,35 @@ def add_user(session: Session, name: str, role: Role, password: str, now: dateti
     return user
 
 
+def _user(session: Session, name: str) -> User:
+    user = session.execute(select(User).where(User.name == name.strip())).scalar_one_or_none()
+    if user is None:
+        raise AccountError(f"no user named {name!r}")
+    return user
+
+
+def _admins(session: Session) -> int:
+    from sqlalchemy import func
+
+    return int(session.execute(select(func.count()).where(User.role == Role.ADMIN)).scalar_one())
+
+
+def set_role(session: Session, name: str, role: Role) -> User:
+    """A new role; the last admin keeps theirs (someone must manage users)."""
+    user = _user(session, name)
+    if user.role == Role.ADMIN and role != Role.ADMIN and _admins(session) == 1:
+        raise AccountError(f"{name} is the last admin; make another admin first")
+    user.role = role
+    return user
+
+
+def delete_user(session: Session, name: str) -> None:
+    user = _user(session, name)
+    if user.role == Role.ADMIN and _admins(session) == 1:
+        raise AccountError(f"{name} is the last admin; make another admin first")
+    session.delete(user)
+
+
 def authenticate(session: Session, name: str, password: str) -> User | None:
     user = session.execute(select(User).where(User.name == name.strip())).scalar_one_or_none()
     try:
