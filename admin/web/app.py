@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from admin.web.auth import (
     check_csrf,
     csrf_token,
     principal,
+    role_from_claims,
     sign_in,
 )
 from domain.clock import utcnow
@@ -40,8 +41,9 @@ from domain.queue.recurrence import next_runs
 from domain.queue.transitions import describe_weekdays_of, recurrence_of
 from domain.users.accounts import authenticate
 from domain.users.models import Role
+from jobs.microsoft.identity import SignInError, UserSignIn
 from jobs.registry import registry
-from runtime.secrets import SecretBox
+from runtime.secrets import Secret, SecretBox
 from runtime.settings import Settings
 
 HERE = Path(__file__).parent
@@ -56,7 +58,15 @@ class SignInRequired(Exception):
     pass
 
 
-def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool = False) -> FastAPI:
+def create_web_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    secure_cookies: bool = False,
+    entra: UserSignIn | None = None,
+) -> FastAPI:
+    """`entra`: sign-in with Microsoft Entra ID besides local users (roles from the
+    token's app roles)."""
     sessions = make_session_factory(engine)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["tz"] = settings.tz
@@ -110,7 +120,7 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         found = principal(request, sessions)
         context |= {"request": request, "me": found, "csrf": csrf_token(request),
-                    "csrf_field": CSRF_FIELD, "Role": Role}  # fmt: skip
+                    "csrf_field": CSRF_FIELD, "Role": Role, "entra": entra is not None}  # fmt: skip
         return templates.TemplateResponse(request, name, context, status_code=status)
 
     @app.exception_handler(SignInRequired)
@@ -163,8 +173,34 @@ def create_web_app(settings: Settings, engine: Engine, *, secure_cookies: bool =
                 throttle.failed(f"name:{name}", f"ip:{client}")
                 return page(request, "login.html", 401, next=target,
                             error="Unknown name or wrong password.")  # fmt: skip
-            sign_in(request, user)
+            sign_in(request, user.name, user.role)
         return RedirectResponse(target, status_code=303)
+
+    @app.get("/login/entra", include_in_schema=False)
+    def entra_begin(request: Request) -> Response:
+        if entra is None:
+            raise HTTPException(404, "sign-in with Microsoft Entra ID is not configured")
+        flow = entra.begin(str(request.url_for("entra_callback")))
+        request.session["entra_flow"] = flow
+        return RedirectResponse(str(flow["auth_uri"]), status_code=303)
+
+    @app.get("/login/entra/callback", include_in_schema=False, name="entra_callback")
+    def entra_callback(request: Request) -> Response:
+        flow = request.session.pop("entra_flow", None)
+        if entra is None or flow is None:
+            raise HTTPException(400, "no sign-in with Microsoft is under way; start again")
+        try:
+            claims = entra.finish(flow, dict(request.query_params))
+        except SignInError as exc:
+            return page(request, "login.html", 401, next="/", error=str(exc))
+        role = role_from_claims(claims)
+        name = str(claims.get("preferred_username") or claims.get("oid") or "")
+        if role is None:
+            return page(request, "login.html", 403, next="/",
+                        error=f"{name} has no role in this application (ask an admin to "
+                        "assign JobQueue.Viewer, .Operator or .Admin)")  # fmt: skip
+        sign_in(request, name, role)
+        return RedirectResponse("/", status_code=303)
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
@@ -452,6 +488,29 @@ def _preview(entry: Any, changes: dict[str, Any], settings: Settings) -> list[An
     shaped = SimpleNamespace(**values)
     start = max(shaped.earliest_start, utcnow())
     return next_runs(recurrence_of(shaped, settings.tz), start, 5, bool(shaped.recurring))
+
+
+ENTRA_ENV = ("JOBQUEUE_ENTRA_TENANT", "JOBQUEUE_ENTRA_CLIENT_ID", "JOBQUEUE_ENTRA_CLIENT_SECRET")
+
+
+def entra_from_env(env: Mapping[str, str], settings: Settings) -> UserSignIn | None:
+    """Sign-in with Microsoft Entra ID when its three variables are set; one set without
+    the others is an error naming what is missing."""
+    given = [name for name in ENTRA_ENV if env.get(name, "").strip()]
+    if not given:
+        return None
+    missing = [name for name in ENTRA_ENV if name not in given]
+    if missing:
+        raise ValueError(f"{missing[0]} is not set (sign-in with Entra ID needs all of "
+                         f"{', '.join(ENTRA_ENV)})")  # fmt: skip
+    return UserSignIn(
+        env["JOBQUEUE_ENTRA_TENANT"].strip(),
+        env["JOBQUEUE_ENTRA_CLIENT_ID"].strip(),
+        Secret(env["JOBQUEUE_ENTRA_CLIENT_SECRET"]),
+        authority_host=env.get("JOBQUEUE_ENTRA_AUTHORITY_HOST", "").strip()
+        or "https://login.microsoftonline.com",
+        verify=settings.ca_file or True,
+    )
 
 
 def _local(target: str) -> str:

@@ -10,13 +10,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import HTTPException, Request
 from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
 from domain.users.accounts import user_for_token
-from domain.users.models import Role, User
+from domain.users.models import Role
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "x-csrf-token"
@@ -32,11 +33,22 @@ class Principal:
         return self.role.allows(needed)
 
 
-def sign_in(request: Request, user: User) -> None:
+def sign_in(request: Request, name: str, role: Role) -> None:
+    """A fresh session (a new CSRF token too): nothing from before the sign-in carries over."""
     request.session.clear()
-    request.session.update(
-        {"user": user.name, "role": user.role.value, "csrf": secrets.token_urlsafe(32)}
-    )
+    request.session.update({"user": name, "role": role.value, "csrf": secrets.token_urlsafe(32)})
+
+
+# App roles of the app registration (Entra ID) and what they allow here.
+ENTRA_ROLES = {"JobQueue.Admin": Role.ADMIN, "JobQueue.Operator": Role.OPERATOR,
+               "JobQueue.Viewer": Role.VIEWER}  # fmt: skip
+
+
+def role_from_claims(claims: dict[str, Any]) -> Role | None:
+    """The highest role the token's app roles give; None: no role for this app."""
+    granted = [ENTRA_ROLES[r] for r in claims.get("roles", []) or [] if r in ENTRA_ROLES]
+    order = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
+    return next((r for r in order if r in granted), None)
 
 
 def csrf_token(request: Request) -> str:

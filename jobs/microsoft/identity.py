@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import warnings
 from typing import Any
 
 import msal
@@ -95,3 +96,48 @@ def tokens_for(
                 tenant, client_id, client_secret, **options
             )
         return tokens
+
+
+class UserSignIn:
+    """People signing in with Microsoft Entra ID: the OpenID Connect authorization-code
+    flow with PKCE, through MSAL (which checks the state, the nonce and the ID token's
+    audience, issuer and lifetime). The flow lives in the caller's session between the
+    two halves."""
+
+    def __init__(
+        self,
+        tenant: str,
+        client_id: str,
+        client_secret: Secret,
+        *,
+        authority_host: str = PUBLIC_AUTHORITY_HOST,
+        verify: str | bool = True,
+    ) -> None:
+        self._app = msal.ConfidentialClientApplication(
+            client_id,
+            client_credential=client_secret.reveal(),
+            authority=f"{authority_host.rstrip('/')}/{tenant}",
+            http_client=_Session(verify),
+            instance_discovery=authority_host == PUBLIC_AUTHORITY_HOST,
+            token_cache=msal.TokenCache(),
+        )
+
+    def begin(self, redirect_uri: str) -> dict[str, Any]:
+        """The flow to keep; send the browser to its `auth_uri`. The answer comes back in
+        the query, not as a form post: the flow waits in a SameSite=Lax session cookie,
+        which a cross-site POST would not carry."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="response_mode='form_post'")
+            flow = self._app.initiate_auth_code_flow(
+                scopes=[], redirect_uri=redirect_uri, response_mode="query"
+            )
+        return dict(flow)
+
+    def finish(self, flow: dict[str, Any], answer: dict[str, str]) -> dict[str, Any]:
+        """The ID token's claims once the identity platform's answer checks out."""
+        result = self._app.acquire_token_by_auth_code_flow(flow, answer)
+        if "id_token_claims" not in result:
+            error = result.get("error", "unknown_error")
+            description = str(result.get("error_description", "")).split("\n")[0]
+            raise SignInError(f"sign-in refused: {error}: {description}".rstrip(": "))
+        return dict(result["id_token_claims"])
