@@ -69,6 +69,32 @@ def to_opportunity(session: Session, entry_no: int) -> Opportunity:
     return opportunity
 
 
+def switch(session: Session, enabled: bool, tz: Any) -> Any:
+    """Enable (its entry Ready) or disable (its entry On Hold) email logging."""
+    row = load_setup(session)
+    row.enabled = enabled
+    if enabled:
+        ops.set_ready(session, row.entry_code, utcnow(), tz)
+    else:
+        ops.set_on_hold(session, row.entry_code)
+    return row
+
+
+def validate_setup(sessions: sessionmaker[Session], settings: Settings) -> tuple[str, list[str]]:
+    """Signs in and opens the mailbox and its folders; (mailbox, what was checked)."""
+    with sessions() as session:
+        row = load_setup(session)
+        session.expunge(row)
+    mailbox = open_mailbox(row, SecretBox.from_env(), settings.verify)
+    try:
+        checked = mailbox.check()
+    except MailboxError as exc:
+        raise EmailLoggingSetupError(f"validation failed: {exc}") from None
+    finally:
+        mailbox.close()
+    return str(row.mailbox), list(checked)
+
+
 class EmailLoggingCommands:
     def __init__(self, settings: Settings, sessions: Callable[[], sessionmaker[Session]]) -> None:
         self.settings = settings
@@ -102,12 +128,7 @@ class EmailLoggingCommands:
 
     def _switch(self, enabled: bool) -> None:
         with self._sessions().begin() as session:
-            row = load_setup(session)
-            row.enabled = enabled
-            if enabled:
-                ops.set_ready(session, row.entry_code, utcnow(), self.settings.tz)
-            else:
-                ops.set_on_hold(session, row.entry_code)
+            row = switch(session, enabled, self.settings.tz)
             print(
                 f"email logging {'enabled' if enabled else 'disabled'}; entry {row.entry_code} "
                 f"{'ready' if enabled else 'on hold'}"
@@ -120,19 +141,10 @@ class EmailLoggingCommands:
         self._switch(False)
 
     def validate(self, _args: argparse.Namespace) -> None:
-        with self._sessions()() as session:
-            row = load_setup(session)
-            session.expunge(row)
-        mailbox = open_mailbox(row, SecretBox.from_env(), self.settings.verify)
-        try:
-            checked = mailbox.check()
-        except MailboxError as exc:
-            raise EmailLoggingSetupError(f"validation failed: {exc}") from None
-        finally:
-            mailbox.close()
+        mailbox, checked = validate_setup(self._sessions(), self.settings)
         for line in checked:
             print(f"ok  {line}")
-        print(f"email logging of {row.mailbox} is set up correctly")
+        print(f"email logging of {mailbox} is set up correctly")
 
     def renew_token(self, _args: argparse.Namespace) -> None:
         with self._sessions()() as session:

@@ -193,3 +193,49 @@ def test_ews_setup_with_basic_authentication_validates_its_folders(
     assert code == 0, err
     assert "queue folder Inbox" in out and "storage folder Logged/Archive" in out
     assert cli("email-logging", "renew-token")[0] == 2  # basic authentication has no token
+
+
+def test_the_console_shows_the_setup_and_interactions_validates_and_switches(
+    cli: Any, sessions: Any, engine: Any, mail: MailSandbox, settings: Settings
+) -> None:
+    """Issue 16: the email logging page does what the command line does."""
+    import re
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from admin.web.app import create_web_app
+    from domain.clock import utcnow
+    from domain.queue.status import EntryStatus
+    from domain.users.accounts import add_user
+    from domain.users.models import Role
+
+    assert cli(*graph_setup(mail))[0] == 0
+    assert cli("email-logging", "enable")[0] == 0
+    seed_directory(sessions, settings.tz)
+    mail.graph.deliver(MAILBOX, sender="jo@cronus.example", to=["robin@fabrikam.example"],
+                       subject="Bikes for the fleet")  # fmt: skip
+    box = mail.graph_mailbox()
+    EmailLogger(engine, box).run()
+    box.close()
+    with sessions.begin() as session:
+        add_user(session, "ada", Role.ADMIN, "correct horse battery", utcnow())
+    app = create_web_app(replace(settings, ca_file=mail.bundle), engine)
+    console = TestClient(app, follow_redirects=False)
+    console.post("/login", data={"name": "ada", "password": "correct horse battery"})
+    page = console.get("/email-logging").text
+    assert MAILBOX in page and "Bikes for the fleet" in page
+    assert "<td>set</td>" in page and SECRET not in page  # a stored secret shows as "set"
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    checked = console.post("/email-logging", data={"csrf_token": csrf, "do": "validate"})
+    assert checked.status_code == 200 and "is set up correctly" in checked.text
+    with sessions() as session:
+        logged = session.execute(select(InteractionLogEntry)).scalars().first()
+    assert logged is not None
+    made = console.post("/email-logging", data={"csrf_token": csrf, "do": "opportunity",
+                                                "entry": str(logged.entry_no)})  # fmt: skip
+    assert "opportunity OP000001 made" in made.text
+    off = console.post("/email-logging", data={"csrf_token": csrf, "do": "disable"})
+    assert "email logging disabled" in off.text
+    code = setup_row(sessions).entry_code  # type: ignore[union-attr]
+    assert entry(sessions, code).status == EntryStatus.ON_HOLD

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import tzinfo
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -157,3 +158,31 @@ def manage_user(sessions: sessionmaker[Session], who: Principal, form: Mapping[s
             accounts.delete_user(session, name)
             return f"user {name} deleted"
     raise accounts.AccountError(f"unknown user action {what!r}")
+
+
+def email_logging(
+    sessions: sessionmaker[Session], who: Principal, what: str, settings: Any, entry_no: str = ""
+) -> str:
+    """Enable, disable or validate email logging (admin), or make an opportunity of a
+    logged message (operator): the command line's operations."""
+    from admin.email_logging import switch, to_opportunity, validate_setup
+
+    needed = Role.OPERATOR if what == "opportunity" else Role.ADMIN
+    if not who.may(needed):
+        raise Forbidden(f"this needs the {needed.value} role")
+    if what == "validate":
+        mailbox, checked = validate_setup(sessions, settings)
+        return f"{mailbox} is set up correctly: " + "; ".join(checked)
+    with sessions.begin() as session:
+        session = acting_as(session, who.name, who.via)
+        if what in ("enable", "disable"):
+            row = switch(session, what == "enable", settings.tz)
+            return f"email logging {what}d; entry {row.entry_code}"
+        if what == "opportunity":
+            try:
+                number = int(entry_no)
+            except ValueError:
+                raise EntryFieldError("entry", f"{entry_no!r} is not an entry number") from None
+            made = to_opportunity(session, number)
+            return f"opportunity {made.no} made of entry {number}"
+    raise EntryError(f"unknown email logging action {what!r}")

@@ -366,6 +366,31 @@ def create_web_app(
             return _users_page(request, 422, "", str(exc))
         return _users_page(request, 200, said, "")
 
+    @app.get("/email-logging", include_in_schema=False)
+    def email_logging(request: Request) -> HTMLResponse:
+        who(request)
+        return _email_logging_page(request, 200, "", "")
+
+    def _email_logging_page(
+        request: Request, status: int, message: str, error: str
+    ) -> HTMLResponse:
+        with sessions() as session:
+            state = queries.email_logging(session)
+        return page(request, "email_logging.html", status, message=message, error=error, **state)
+
+    @app.post("/email-logging", include_in_schema=False)
+    async def email_logging_action(request: Request) -> Response:
+        me, form = await posted(request)
+        what, entry_no = str(form.get("do", "")), str(form.get("entry", ""))
+        try:
+            said = await run_in_threadpool(actions.email_logging, sessions, me, what, settings,
+                                           entry_no)  # fmt: skip
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except (ValueError, RuntimeError) as exc:
+            return _email_logging_page(request, 422, "", str(exc))
+        return _email_logging_page(request, 200, said, "")
+
     @app.get("/audit", include_in_schema=False)
     def audit(request: Request, page_number: int = 1) -> HTMLResponse:
         who(request)

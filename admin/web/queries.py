@@ -230,3 +230,27 @@ def sales(session: Session) -> dict[str, Any]:
         "errors": list(errors.scalars()),
         "pending": int(pending),
     }
+
+
+def email_logging(session: Session) -> dict[str, Any]:
+    """The setup as the page shows it (a secret only as "set") and the latest interactions."""
+    from domain.interactions.models import EmailLoggingSetup, InteractionLogEntry
+
+    row = session.execute(select(EmailLoggingSetup)).scalars().first()
+    setup: list[tuple[str, str]] = []
+    if row is not None:
+        setup = [
+            ("mailbox", row.mailbox),
+            ("experience", row.experience.value),
+            ("account", row.account),
+            ("enabled", "yes" if row.enabled else "no"),
+            ("tenant", row.tenant),
+            ("client id", row.client_id),
+            ("secret", "set" if row.secret_encrypted else "not set"),
+            ("batch size", str(row.batch_size)),
+            ("entry", row.entry_code),
+        ]
+    entries = session.execute(
+        select(InteractionLogEntry).order_by(InteractionLogEntry.entry_no.desc()).limit(PAGE_SIZE)
+    )
+    return {"setup": setup, "interactions": list(entries.scalars())}
