@@ -406,3 +406,43 @@ def test_an_admin_manages_users_and_the_last_admin_stays(
     console.post("/logout", data={"csrf_token": csrf})
     sign_in(console, "otto")
     assert console.get("/users").status_code == 403
+
+
+def test_the_card_shows_the_last_error_and_edits_start_and_expiration(
+    console: TestClient, sessions: Any, settings: Settings
+) -> None:
+    from sqlalchemy import update
+
+    from domain.queue.models import JobQueueEntry, JobQueueLogEntry
+    from domain.queue.status import LogStatus
+
+    now = utcnow()
+    with sessions.begin() as session:
+        session.add(
+            JobQueueLogEntry(
+                entry_id=entry(sessions, "HOURLY").id,
+                entry_code="HOURLY",
+                job_name="noop",
+                run_seq=1,
+                attempt=1,
+                started_at=now,
+                ended_at=now,
+                status=LogStatus.ERROR,
+                error_message="the <b>server</b> said no",
+                error_call_stack="Traceback: line 1",
+                counters={"sent": 3},
+            )
+        )
+        session.execute(update(JobQueueEntry).where(JobQueueEntry.code == "HOURLY")
+                        .values(last_run_status="Error"))  # fmt: skip
+    csrf = sign_in(console, "ada")
+    card = console.get("/entries/HOURLY").text
+    assert "Show error: the &lt;b&gt;server&lt;/b&gt; said no" in card
+    assert "Traceback: line 1" in card and "sent 3" in card
+    when = {"earliest_start": "2031-01-02T08:30", "expiration": "2031-02-01T00:00"}
+    saved = console.post("/entries/HOURLY", data={"csrf_token": csrf, **when})
+    assert saved.status_code == 303, saved.text
+    changed = entry(sessions, "HOURLY")
+    assert changed.earliest_start.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M") == (
+        "2031-01-02 08:30")  # fmt: skip
+    assert changed.expiration is not None
