@@ -352,6 +352,8 @@ def test_the_sales_page_shows_runs_and_errors_and_settles_a_conflict(
     page = console.get("/sales").text
     assert "ITEM-PRODUCT" in page and "update conflict" in page and "Keep local" in page
     assert "delta link" in page  # the pulling mappings read by change tracking
+    assert re.search(r"<td>items</td><td>products</td><td>Success</td><td>1</td>", page)
+    assert re.search(r"<td>items</td><td>products</td><td>Conflict</td><td>1</td>", page)
     keep_local = {
         "csrf_token": csrf,
         "mapping": "ITEM-PRODUCT",

@@ -118,9 +118,16 @@ def test_an_admin_filters_edits_and_watches_statuses_live(
     page.evaluate("window.__notReloaded = true")
     status = page.locator('tr[data-code="HOURLY"] td.status')
     expect(status).to_have_text("Ready")
-    with site.sessions.begin() as session:  # another operator holds it meanwhile
+    card = browser.new_page()  # the admin's second tab holds the entry on its card
+    sign_in(card, site, "ada")
+    card.goto(f"{site.url}/entries/HOURLY")
+    card.click("button[value=hold]")
+    expect(status).to_have_text("On Hold", timeout=1500)  # live in the first tab, no reload
+    card.click("button[value=ready]")
+    expect(status).to_have_text("Ready", timeout=1500)
+    with site.sessions.begin() as session:  # a change made elsewhere shows up too
         ops.set_on_hold(session, "HOURLY")
-    expect(status).to_have_text("On Hold", timeout=1500)  # live, within a second or so
+    expect(status).to_have_text("On Hold", timeout=1500)
     assert page.evaluate("window.__notReloaded") is True
     page.screenshot(path=str(tmp_path / "entries.png"), full_page=True)
 

@@ -210,6 +210,7 @@ def sales(session: Session) -> dict[str, Any]:
     counters, the latest errors (records by business key, with time), what is pending."""
     from domain.sales.defaults import DEFAULTS
     from domain.sales.integration import (
+        Coupling,
         IntegrationTableMapping,
         PendingRecord,
         SyncError,
@@ -224,7 +225,13 @@ def sales(session: Session) -> dict[str, Any]:
     runs = session.execute(select(SyncRun).order_by(SyncRun.id.desc()).limit(PAGE_SIZE))
     errors = session.execute(select(SyncError).order_by(SyncError.id.desc()).limit(PAGE_SIZE))
     pending = session.execute(select(func.count()).select_from(PendingRecord)).scalar_one()
+    couplings = session.execute(
+        select(Coupling.local_table, Coupling.dataverse_table, Coupling.last_result, func.count())
+        .group_by(Coupling.local_table, Coupling.dataverse_table, Coupling.last_result)
+        .order_by(Coupling.local_table, Coupling.dataverse_table)
+    ).all()
     return {
+        "couplings": [(t, d, getattr(r, "value", r), int(n)) for t, d, r, n in couplings],
         "mappings": mappings,
         "runs": list(runs.scalars()),
         "errors": list(errors.scalars()),
