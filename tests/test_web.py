@@ -448,3 +448,19 @@ def test_the_card_shows_the_last_error_and_edits_start_and_expiration(
     assert changed.earliest_start.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M") == (
         "2031-01-02 08:30")  # fmt: skip
     assert changed.expiration is not None
+
+
+def test_a_changed_role_or_a_deleted_user_takes_effect_at_once(
+    console: TestClient, sessions: Any
+) -> None:
+    from domain.users.accounts import delete_user, set_role
+
+    csrf = sign_in(console, "otto")
+    with sessions.begin() as session:  # an admin demotes otto meanwhile
+        set_role(session, "otto", Role.VIEWER)
+    assert (
+        console.post("/entries/HOURLY/actions/hold", data={"csrf_token": csrf}).status_code == 403
+    )
+    with sessions.begin() as session:
+        delete_user(session, "otto")
+    assert console.get("/entries").status_code == 303  # signed out

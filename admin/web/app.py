@@ -199,7 +199,7 @@ def create_web_app(
             return page(request, "login.html", 403, next="/",
                         error=f"{name} has no role in this application (ask an admin to "
                         "assign JobQueue.Viewer, .Operator or .Admin)")  # fmt: skip
-        sign_in(request, name, role)
+        sign_in(request, name, role, until=float(claims.get("exp", 0)) or None)
         return RedirectResponse("/", status_code=303)
 
     @app.post("/logout", include_in_schema=False)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
 from domain.users.accounts import user_for_token
-from domain.users.models import Role
+from domain.users.models import Role, User
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "x-csrf-token"
@@ -33,10 +34,15 @@ class Principal:
         return self.role.allows(needed)
 
 
-def sign_in(request: Request, name: str, role: Role) -> None:
-    """A fresh session (a new CSRF token too): nothing from before the sign-in carries over."""
+def sign_in(request: Request, name: str, role: Role, until: float | None = None) -> None:
+    """A fresh session (a new CSRF token too): nothing from before the sign-in carries over.
+    A local user's role is read again on every request (a changed role or a deleted user
+    takes effect at once); a Microsoft sign-in (`until`: its ID token's expiry) holds its
+    role until then, and signs in again after."""
     request.session.clear()
     request.session.update({"user": name, "role": role.value, "csrf": secrets.token_urlsafe(32)})
+    if until is not None:
+        request.session["until"] = until
 
 
 # App roles of the app registration (Entra ID) and what they allow here.
@@ -66,9 +72,20 @@ def principal(request: Request, sessions: Callable[[], Session]) -> Principal | 
             user = user_for_token(session, header[7:].strip(), utcnow())
             return Principal(user.name, user.role, "api") if user else None
     name, role = request.session.get("user"), request.session.get("role")
-    if name and role:
+    if not name or not role:
+        return None
+    until = request.session.get("until")
+    if until is not None:
+        if time.time() >= float(until):
+            request.session.clear()
+            return None
         return Principal(str(name), Role(role), "console")
-    return None
+    with sessions() as session:
+        current = session.execute(select(User.role).where(User.name == str(name))).scalar()
+    if current is None:  # deleted since
+        request.session.clear()
+        return None
+    return Principal(str(name), Role(current), "console")
 
 
 def check_csrf(request: Request, who: Principal, form_token: str | None = None) -> None:
