@@ -297,6 +297,7 @@ def test_the_home_page_shows_the_figures_the_scheduler_and_runs_per_hour(
     assert re.search(r'<span class="n">2</span> Ready', home)
     assert "none holds the lease" in home  # no scheduler runs in this test
     assert "2 succeeded, 1 failed" in home  # the current hour's bar
+    assert re.search(r'id="per-minute">3</span>, of which failed: 1', home)
     assert home.count('<rect class="ok"') == 12
 
 
@@ -464,3 +465,16 @@ def test_a_changed_role_or_a_deleted_user_takes_effect_at_once(
     with sessions.begin() as session:
         delete_user(session, "otto")
     assert console.get("/entries").status_code == 303  # signed out
+
+
+def test_restart_puts_an_entry_on_hold_and_ready_again(console: TestClient, sessions: Any) -> None:
+    csrf = sign_in(console, "otto")
+    before = entry(sessions, "HOURLY").revision
+    answer = console.post("/entries/HOURLY/actions/restart", data={"csrf_token": csrf})
+    assert answer.status_code == 303
+    after = entry(sessions, "HOURLY")
+    assert after.status == EntryStatus.READY and after.revision > before
+    with sessions() as session:
+        trail = [a.new_value for a in session.execute(
+            select(AuditEntry).where(AuditEntry.field == "status")).scalars()]  # fmt: skip
+    assert trail == ["On Hold", "Ready"]  # both steps of the restart are in the audit trail

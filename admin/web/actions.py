@@ -37,6 +37,13 @@ def _run_now(session: Session, code: str, tz: tzinfo) -> None:
     ops.run_now(session, code, utcnow())
 
 
+def _restart(session: Session, code: str, tz: tzinfo) -> None:
+    """Business Central's Restart: On Hold, then Ready, in one go (a run in progress
+    finishes; its message becomes stale and the entry is scheduled afresh)."""
+    ops.set_on_hold(session, code)
+    ops.set_ready(session, code, utcnow(), tz)
+
+
 def _delete(session: Session, code: str, tz: tzinfo) -> None:
     ops.delete_entry(session, code)
 
@@ -46,6 +53,7 @@ ACTIONS: dict[str, tuple[Role, Callable[[Session, str, tzinfo], None]]] = {
     "ready": (Role.OPERATOR, _ready),
     "hold": (Role.OPERATOR, _hold),
     "run-now": (Role.OPERATOR, _run_now),
+    "restart": (Role.OPERATOR, _restart),
     "delete": (Role.ADMIN, _delete),
 }
 

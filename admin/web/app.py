@@ -487,6 +487,7 @@ _FORM_FIELDS = frozenset(
         "description", "job_name", "parameter_string", "recurring", "minutes_between_runs",
         "weekdays", "window", "earliest_start", "expiration", "category", "maximum_attempts",
         "rerun_delay_seconds", "job_timeout_seconds", "inactivity_timeout_minutes", "priority",
+        "user_id",
     }
 )  # fmt: skip
 

@@ -69,14 +69,23 @@ def svg(buckets: list[Bucket], tz: Any, width: int = 720, height: int = 160) -> 
 
 
 def processes(session: Session, now: datetime) -> dict[str, Any]:
-    """The active scheduler (its lease) and the workers running entries now."""
+    """The active scheduler (its lease), the workers running entries now, and the runs
+    that started and failed in the last minute."""
     lease = session.execute(select(SchedulerLease)).scalars().first()
     workers = session.execute(
         select(JobQueueEntry.worker_id, func.count())
         .where(JobQueueEntry.status == EntryStatus.IN_PROCESS, JobQueueEntry.worker_id.is_not(None))
         .group_by(JobQueueEntry.worker_id)
     ).all()
+    minute = session.execute(
+        select(JobQueueLogEntry.status, func.count())
+        .where(JobQueueLogEntry.started_at >= now - timedelta(minutes=1))
+        .group_by(JobQueueLogEntry.status)
+    ).all()
+    per_status = {LogStatus(s): int(n) for s, n in minute}
     return {
         "scheduler": lease.holder if lease is not None and lease.expires_at > now else "",
         "workers": [(str(w), int(n)) for w, n in workers],
+        "last_minute": sum(per_status.values()),
+        "failed_last_minute": per_status.get(LogStatus.ERROR, 0),
     }
