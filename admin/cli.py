@@ -67,6 +67,11 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             flag, dest=field, type=entry_number(field), help=entry_number_help(field, extra)
         )
+    p.add_argument(
+        "--next-run-date-formula",
+        dest="next_run_date_formula",
+        help="Business Central date formula: <1D>, <1W>, <CM+1D>, <WD1>, <D15>; none clears",
+    )
     p.add_argument("--weekdays", type=checked(parse_weekdays), help="mon-fri, sat,sun, all")
     p.add_argument("--window", type=checked(parse_window), help="08:00-18:00, 22:00-06:00+1, none")
     p.add_argument("--earliest-start", help="ISO date-time; local to JOBQUEUE_TIMEZONE")
@@ -98,6 +103,9 @@ def _changes(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         changes["job_name"] = args.job
     if args.window is not None:
         changes["starting_time"], changes["ending_time"] = args.window
+    formula = getattr(args, "next_run_date_formula", None)
+    if formula is not None:
+        changes["next_run_date_formula"] = None if formula.lower() == "none" else formula
     if args.earliest_start is not None:
         changes["earliest_start"] = ops.parse_moment(args.earliest_start, settings.tz)
     if args.expiration is not None:
@@ -173,6 +181,7 @@ class Commands:
             ("parameter", e.parameter_string),
             ("status", e.status.value),
             ("recurring", "yes" if e.recurring else "no"),
+            ("next run date formula", e.next_run_date_formula or ""),
             ("minutes between runs", e.minutes_between_runs),
             ("weekdays", format_weekdays(rec.weekdays)),
             ("window", ops.describe_window(e.starting_time, e.ending_time)),

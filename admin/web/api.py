@@ -30,6 +30,7 @@ class EntryOut(BaseModel):
     status: str
     category: str | None
     recurring: bool
+    next_run_date_formula: str | None
     minutes_between_runs: int
     weekdays: str
     window: str
@@ -56,6 +57,7 @@ class EntryChanges(BaseModel):
     job_name: str | None = None
     parameter_string: str | None = None
     recurring: str | None = Field(None, description="yes or no")
+    next_run_date_formula: str | None = Field(None, description="<1D>, <CM+1D>, <WD1>")
     minutes_between_runs: str | None = None
     weekdays: str | None = None
     window: str | None = None
@@ -157,6 +159,7 @@ def entry_out(e: JobQueueEntry) -> EntryOut:
         status=EntryStatus(e.status).value,
         category=e.category_code,
         recurring=e.recurring,
+        next_run_date_formula=e.next_run_date_formula,
         minutes_between_runs=e.minutes_between_runs,
         weekdays=describe_weekdays_of(e),
         window=ops.describe_window(e.starting_time, e.ending_time),

@@ -419,7 +419,7 @@ def create_web_app(
     @app.post("/entries/{code}", include_in_schema=False)
     async def entry_edit(request: Request, code: str) -> Response:
         me, form = await posted(request)
-        texts = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS}
+        texts = _card_fields(form)
         if "recurring" not in texts:
             texts["recurring"] = "off"  # an unticked box sends nothing
         try:
@@ -436,7 +436,7 @@ def create_web_app(
     async def preview(request: Request, code: str) -> HTMLResponse:
         who(request)
         form = await request.form()
-        texts = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS}
+        texts = _card_fields(form)
         texts.setdefault("recurring", "off")
         with sessions() as session:
             try:
@@ -487,9 +487,20 @@ _FORM_FIELDS = frozenset(
         "description", "job_name", "parameter_string", "recurring", "minutes_between_runs",
         "weekdays", "window", "earliest_start", "expiration", "category", "maximum_attempts",
         "rerun_delay_seconds", "job_timeout_seconds", "inactivity_timeout_minutes", "priority",
-        "user_id",
+        "user_id", "next_run_date_formula",
     }
 )  # fmt: skip
+
+
+def _card_fields(form: Any) -> dict[str, str]:
+    """The card's fields as typed. The card shows every field, so with a next run date
+    formula filled in, its weekdays and minutes between runs are not sent: the formula
+    decides (Business Central clears them)."""
+    texts = {k: str(v) for k, v in form.items() if k in _FORM_FIELDS}
+    if texts.get("next_run_date_formula", "").strip():
+        texts.pop("weekdays", None)
+        texts.pop("minutes_between_runs", None)
+    return texts
 
 
 def _statuses(sessions: sessionmaker[Session], codes: list[str]) -> dict[str, dict[str, Any]]:
@@ -504,7 +515,8 @@ def _preview(entry: Any, changes: dict[str, Any], settings: Settings) -> list[An
     from domain.clock import utcnow
     from domain.queue.transitions import WEEKDAY_COLUMNS
 
-    names = ("minutes_between_runs", "starting_time", "ending_time", "expiration", "recurring")
+    names = ("minutes_between_runs", "starting_time", "ending_time", "expiration", "recurring",
+             "next_run_date_formula")  # fmt: skip
     values = {c: getattr(entry, c) for c in (*names, "earliest_start", *WEEKDAY_COLUMNS)}
     for key, value in changes.items():
         if key == "weekdays":

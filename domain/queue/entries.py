@@ -36,6 +36,7 @@ from domain.queue.transitions import WEEKDAY_COLUMNS, plan_of, recurrence_of, wa
 SCHEDULE_FIELDS = frozenset(
     {
         "recurring",
+        "next_run_date_formula",
         "minutes_between_runs",
         "weekdays",
         "starting_time",
@@ -109,7 +110,7 @@ def _apply(
     unknown = set(changes) - EDITABLE
     if unknown:
         raise EntryError(f"unknown field {sorted(unknown)[0]!r}")
-    changes = check_entry(changes)
+    changes = _formula_or_cadence(check_entry(changes))
     category = changes.get("category_code")
     if category is not None and session.get(JobQueueCategory, category) is None:
         raise EntryError(f"no job queue category with code {category!r}")
@@ -128,6 +129,22 @@ def _apply(
         raise EntryFieldError("parameter_string", str(exc)) from None
     if entry.recurring and not any(getattr(entry, c) for c in WEEKDAY_COLUMNS):
         raise EntryError("a recurring entry needs at least one weekday to run on")
+
+
+def _formula_or_cadence(changes: dict[str, Any]) -> dict[str, Any]:
+    """As in Business Central, a next run date formula clears the weekday flags and the
+    minutes between runs (here: every weekday, no minutes, since the formula decides),
+    and setting either of those clears the formula."""
+    if changes.get("next_run_date_formula"):
+        if changes.get("minutes_between_runs") or "weekdays" in changes:
+            raise EntryFieldError(
+                "next_run_date_formula",
+                "set either a formula or weekdays and minutes between runs, not both",
+            )
+        return changes | {"minutes_between_runs": 0, "weekdays": frozenset(range(7))}
+    if "weekdays" in changes or changes.get("minutes_between_runs"):
+        return changes | {"next_run_date_formula": None}
+    return changes
 
 
 def _reschedule(entry: JobQueueEntry, now: datetime, tz: tzinfo, explicit_start: bool) -> None:

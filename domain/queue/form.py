@@ -20,7 +20,7 @@ NUMBERS = (
     "inactivity_timeout_minutes",
     "priority",
 )
-TEXTS = ("description", "parameter_string", "job_name", "user_id")
+TEXTS = ("description", "parameter_string", "job_name", "user_id", "next_run_date_formula")
 FIELDS = (*TEXTS, *NUMBERS, "recurring", "weekdays", "window", "earliest_start",
           "expiration", "category")  # fmt: skip
 _TRUE, _FALSE = {"true", "on", "yes", "1"}, {"false", "off", "no", "0", ""}

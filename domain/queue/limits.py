@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
+from domain.queue import date_formula
+
 MINUTES_PER_YEAR = 366 * 24 * 60
 # Moments a time zone can convert and the rules can add a year or two to.
 EARLIEST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
@@ -83,6 +85,7 @@ LABELS: Mapping[str, str] = {
     "ending_time": "ending time",
     "recurring": "recurring",
     "weekdays": "weekdays",
+    "next_run_date_formula": "next run date formula",
 }
 
 
@@ -164,12 +167,34 @@ def check_field(field: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise EntryFieldError(field, f"{value!r} is not yes or no")
         return value
+    if field == "next_run_date_formula":
+        return check_formula(value)
     if field == "weekdays":
         days = frozenset(value)
         if not days <= frozenset(range(7)):
             raise EntryFieldError(field, f"{sorted(days)} are not weekday numbers 0-6")
         return days
     raise EntryError(f"unknown field {field!r}")
+
+
+def check_formula(value: Any) -> str | None:
+    """A date formula that moves forward (a recurring entry's next run never goes back),
+    stored in its normal form (`<1D+CM>`); None or "" clears it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise EntryFieldError("next_run_date_formula", f"{value!r} is not text")
+    try:
+        formula = date_formula.parse(value)
+    except date_formula.DateFormulaError as exc:
+        raise EntryFieldError("next_run_date_formula", str(exc)) from None
+    if not formula.forward:
+        raise EntryFieldError(
+            "next_run_date_formula", f"{formula} goes back; a next run must come later"
+        )
+    if len(str(formula)) > 30:
+        raise EntryFieldError("next_run_date_formula", "at most 30 characters")
+    return str(formula)
 
 
 def check_entry(values: Mapping[str, Any]) -> dict[str, Any]:

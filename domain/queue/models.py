@@ -92,6 +92,9 @@ class JobQueueEntry(Base):
     run_on_fridays: Mapped[bool] = mapped_column(Boolean, default=True)
     run_on_saturdays: Mapped[bool] = mapped_column(Boolean, default=True)
     run_on_sundays: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Business Central's Next Run Date Formula (`<1D>`, `<CM+1D>`, `<WD1>`): when set, it
+    # decides the next run's date (the weekday flags and minutes between runs are cleared).
+    next_run_date_formula: Mapped[str | None] = mapped_column(String(30), nullable=True)
     starting_time: Mapped[time | None] = mapped_column(Time, nullable=True)
     ending_time: Mapped[time | None] = mapped_column(Time, nullable=True)
     earliest_start: Mapped[datetime] = mapped_column(UTCDateTime)

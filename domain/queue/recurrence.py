@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from domain.queue.date_formula import DateFormula
+
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_WEEKDAYS = frozenset(range(7))
 _MIDNIGHT = time(0, 0)
@@ -29,6 +31,9 @@ class Recurrence:
     ending_time: time | None = None
     expiration: datetime | None = None
     tz: tzinfo = UTC
+    # A date formula (`<1D>`, `<CM>`): the next run's date comes from it instead of the
+    # minutes between runs; the time of day from the starting time.
+    formula: DateFormula | None = None
 
     @property
     def crosses_midnight(self) -> bool:
@@ -81,6 +86,18 @@ class Recurrence:
                 return opening
         return None
 
+    def _by_formula(self, formula: DateFormula, scheduled: datetime, now: datetime) -> datetime:
+        """The first date the formula gives after the run's date (again, past `now`), at
+        the starting time or the time of day the run was due."""
+        local = scheduled.astimezone(self.tz)
+        at = self.starting_time or local.time().replace(tzinfo=None)
+        day = _next_day(formula, local.date())
+        candidate = _localize(day, at, self.tz)
+        while candidate <= now:
+            day = _next_day(formula, day)
+            candidate = _localize(day, at, self.tz)
+        return candidate
+
     def next_after_run(self, scheduled: datetime, now: datetime) -> datetime | None:
         """The next run of a recurring entry whose run was due at `scheduled`, seen at `now`.
 
@@ -88,6 +105,8 @@ class Recurrence:
         the slots missed while it ran late; without, it runs once a day at its
         starting time (or at the time of day it last ran).
         """
+        if self.formula is not None:
+            return self.fit(self._by_formula(self.formula, scheduled, now))
         if self.minutes_between_runs > 0:
             step = timedelta(minutes=self.minutes_between_runs)
             candidate = scheduled + step
@@ -104,6 +123,13 @@ class Recurrence:
             if candidate <= base:
                 candidate = _localize(local.date() + timedelta(days=1), at, self.tz)
         return self.fit(candidate)
+
+
+def _next_day(formula: DateFormula, day: date) -> date:
+    """The formula's date after `day`, at least a day later (`<CM>` on a month's last day
+    is that same day: the next one is taken)."""
+    following = formula.apply(day)
+    return following if following > day else formula.apply(day + timedelta(days=1))
 
 
 def _localize(day: date, at: time, tz: tzinfo) -> datetime:

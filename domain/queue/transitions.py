@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 
+from domain.queue import date_formula
+from domain.queue.date_formula import DateFormula
 from domain.queue.recurrence import Recurrence, format_weekdays, is_expired
 from domain.queue.status import EntryStatus
 
@@ -77,9 +80,16 @@ WEEKDAY_COLUMNS = (
 )
 
 
+@lru_cache(maxsize=512)
+def _formula(text: str) -> DateFormula:
+    return date_formula.parse(text)
+
+
 def recurrence_of(row: Any, tz: tzinfo) -> Recurrence:
     """The recurrence of an entry (an ORM object or a Core row with the same names)."""
+    formula = getattr(row, "next_run_date_formula", None)
     return Recurrence(
+        formula=_formula(formula) if formula else None,
         minutes_between_runs=row.minutes_between_runs,
         weekdays=frozenset(i for i, col in enumerate(WEEKDAY_COLUMNS) if getattr(row, col)),
         starting_time=row.starting_time,
