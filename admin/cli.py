@@ -76,6 +76,10 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=checked(parse_window), help="08:00-18:00, 22:00-06:00+1, none")
     p.add_argument("--earliest-start", help="ISO date-time; local to JOBQUEUE_TIMEZONE")
     p.add_argument("--expiration", help="ISO date-time, or none")
+    p.add_argument(
+        "--reference-starting-time",
+        help="ISO date-time the minutes between runs count from, or none",
+    )
     p.add_argument("--category", help="category code, or none")
     p.add_argument("--user", dest="user_id")
 
@@ -112,6 +116,13 @@ def _changes(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         none = args.expiration.lower() == "none"
         changes["expiration"] = (
             None if none else ops.parse_moment(args.expiration, settings.tz, "expiration")
+        )
+    reference = getattr(args, "reference_starting_time", None)
+    if reference is not None:
+        changes["reference_starting_time"] = (
+            None
+            if reference.lower() == "none"
+            else ops.parse_moment(reference, settings.tz, "reference_starting_time")
         )
     if args.category is not None:
         changes["category_code"] = None if args.category.lower() == "none" else args.category
@@ -183,6 +194,7 @@ class Commands:
             ("recurring", "yes" if e.recurring else "no"),
             ("next run date formula", e.next_run_date_formula or ""),
             ("minutes between runs", e.minutes_between_runs),
+            ("reference starting time", _fmt(e.reference_starting_time, self.settings)),
             ("weekdays", format_weekdays(rec.weekdays)),
             ("window", ops.describe_window(e.starting_time, e.ending_time)),
             ("earliest start", _fmt(e.earliest_start, self.settings)),

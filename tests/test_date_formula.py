@@ -166,3 +166,38 @@ def test_after_a_run_the_entry_is_due_on_its_formula_date(settings: Any, session
     assert local.time() == time(8, 0)
     assert decision.earliest_start > now
     assert local.date() - row.earliest_start.astimezone(settings.tz).date() >= timedelta(days=1)
+
+
+def test_the_reference_starting_time_anchors_the_minutes_between_runs() -> None:
+    """Issue 17, point 2: runs stay on the grid of the reference starting time."""
+    from datetime import UTC
+
+    reference = datetime(2026, 11, 23, 8, 5, tzinfo=UTC)
+    anchored = Recurrence(minutes_between_runs=15, reference=reference)
+    free = Recurrence(minutes_between_runs=15)
+    run_now = datetime(2026, 11, 23, 8, 27, tzinfo=UTC)  # an admin's Run now, off the grid
+    assert anchored.next_after_run(run_now, run_now + timedelta(minutes=1)) == (
+        datetime(2026, 11, 23, 8, 35, tzinfo=UTC))  # fmt: skip
+    assert free.next_after_run(run_now, run_now + timedelta(minutes=1)) == (
+        datetime(2026, 11, 23, 8, 42, tzinfo=UTC))  # fmt: skip
+    late = datetime(2026, 11, 23, 9, 51, tzinfo=UTC)  # the run ended long after its slot
+    assert anchored.next_after_run(reference, late) == datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
+    early = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+    assert anchored.next_after_run(early, early) == reference
+
+
+def test_the_command_line_sets_the_reference_starting_time(
+    settings: Any, sessions: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import add, cli_runner, entry
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    add(sessions, settings, "GRID", "noop", recurring=True, minutes_between_runs=15)
+    run = cli_runner(capsys)
+    code, _out, err = run("entries", "set", "GRID", "--reference-starting-time",
+                          "2026-11-23T08:05")  # fmt: skip
+    assert code == 0, err
+    stored = entry(sessions, "GRID").reference_starting_time
+    assert stored is not None and stored.astimezone(settings.tz).strftime("%H:%M") == "08:05"
+    code, _out, err = run("entries", "set", "GRID", "--reference-starting-time", "soon")
+    assert code == 2 and "reference starting time" in err

@@ -37,6 +37,7 @@ SCHEDULE_FIELDS = frozenset(
     {
         "recurring",
         "next_run_date_formula",
+        "reference_starting_time",
         "minutes_between_runs",
         "weekdays",
         "starting_time",

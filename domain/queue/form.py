@@ -22,7 +22,7 @@ NUMBERS = (
 )
 TEXTS = ("description", "parameter_string", "job_name", "user_id", "next_run_date_formula")
 FIELDS = (*TEXTS, *NUMBERS, "recurring", "weekdays", "window", "earliest_start",
-          "expiration", "category")  # fmt: skip
+          "expiration", "category", "reference_starting_time")  # fmt: skip
 _TRUE, _FALSE = {"true", "on", "yes", "1"}, {"false", "off", "no", "0", ""}
 
 
@@ -64,6 +64,12 @@ def changes_from_text(values: Mapping[str, str], tz: tzinfo) -> dict[str, Any]:
         text = str(values["expiration"]).strip()
         none = text.lower() in ("", "none")
         changes["expiration"] = None if none else parse_moment(text, tz, "expiration")
+    if "reference_starting_time" in values:
+        text = str(values["reference_starting_time"]).strip()
+        none = text.lower() in ("", "none")
+        changes["reference_starting_time"] = (
+            None if none else parse_moment(text, tz, "reference_starting_time")
+        )
     if "category" in values:
         text = str(values["category"]).strip()
         changes["category_code"] = None if text.lower() in ("", "none") else text

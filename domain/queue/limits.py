@@ -86,6 +86,7 @@ LABELS: Mapping[str, str] = {
     "recurring": "recurring",
     "weekdays": "weekdays",
     "next_run_date_formula": "next run date formula",
+    "reference_starting_time": "reference starting time",
 }
 
 
@@ -159,7 +160,7 @@ def check_field(field: str, value: Any) -> Any:
         return check_text(field, value)
     if field == "earliest_start":
         return check_moment(field, value)
-    if field == "expiration":
+    if field in ("expiration", "reference_starting_time"):
         return None if value is None else check_moment(field, value)
     if field in ("starting_time", "ending_time"):
         return check_time_of_day(field, value)

@@ -95,6 +95,9 @@ class JobQueueEntry(Base):
     # Business Central's Next Run Date Formula (`<1D>`, `<CM+1D>`, `<WD1>`): when set, it
     # decides the next run's date (the weekday flags and minutes between runs are cleared).
     next_run_date_formula: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    # Business Central's Reference Starting Time: the minutes between runs count from it,
+    # so runs stay on its grid (every 15 min from 08:05) however late one ran.
+    reference_starting_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     starting_time: Mapped[time | None] = mapped_column(Time, nullable=True)
     ending_time: Mapped[time | None] = mapped_column(Time, nullable=True)
     earliest_start: Mapped[datetime] = mapped_column(UTCDateTime)

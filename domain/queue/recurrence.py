@@ -34,6 +34,8 @@ class Recurrence:
     # A date formula (`<1D>`, `<CM>`): the next run's date comes from it instead of the
     # minutes between runs; the time of day from the starting time.
     formula: DateFormula | None = None
+    # The minutes between runs count from here (Business Central's Reference Starting Time).
+    reference: datetime | None = None
 
     @property
     def crosses_midnight(self) -> bool:
@@ -98,6 +100,13 @@ class Recurrence:
             candidate = _localize(day, at, self.tz)
         return candidate
 
+    def _on_grid(self, reference: datetime, scheduled: datetime, now: datetime) -> datetime:
+        """The first moment reference + k * minutes after both the run and now."""
+        step = timedelta(minutes=self.minutes_between_runs)
+        after = max(scheduled, now)
+        slots = math.floor((after - reference) / step) + 1
+        return reference + max(slots, 1) * step if after >= reference else reference
+
     def next_after_run(self, scheduled: datetime, now: datetime) -> datetime | None:
         """The next run of a recurring entry whose run was due at `scheduled`, seen at `now`.
 
@@ -107,6 +116,8 @@ class Recurrence:
         """
         if self.formula is not None:
             return self.fit(self._by_formula(self.formula, scheduled, now))
+        if self.minutes_between_runs > 0 and self.reference is not None:
+            return self.fit(self._on_grid(self.reference, scheduled, now))
         if self.minutes_between_runs > 0:
             step = timedelta(minutes=self.minutes_between_runs)
             candidate = scheduled + step

@@ -90,6 +90,7 @@ def recurrence_of(row: Any, tz: tzinfo) -> Recurrence:
     formula = getattr(row, "next_run_date_formula", None)
     return Recurrence(
         formula=_formula(formula) if formula else None,
+        reference=getattr(row, "reference_starting_time", None),
         minutes_between_runs=row.minutes_between_runs,
         weekdays=frozenset(i for i, col in enumerate(WEEKDAY_COLUMNS) if getattr(row, col)),
         starting_time=row.starting_time,
