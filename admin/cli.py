@@ -181,6 +181,14 @@ class Commands:
         ]
         print(render_table(("code", "status", "next run", "last result", "last error"), rows))
 
+    def log_delete(self, args: argparse.Namespace) -> None:
+        with self.sessions.begin() as session:
+            if args.failed:
+                deleted = ops.delete_failed_log_entries(session)
+            else:
+                deleted = ops.delete_log_older_than(session, args.older_than, utcnow())
+        print(f"{deleted} log entries deleted")
+
     def entries_show(self, args: argparse.Namespace) -> None:
         with self.reads() as session:
             e = ops.get_entry(session, args.code)
@@ -361,6 +369,15 @@ def build_parser(settings: Settings) -> _Parser:
         with_code(parent, "log", c.log, "the entry's run log").add_argument(
             "--limit", type=whole("limit", 1, 10_000), default=20
         )
+
+    log_entries = sub.add_parser("log-entries", help="job-queue log entries").add_subparsers(
+        dest="log_entries_command", required=True, parser_class=_Parser
+    )
+    p = command(log_entries, "delete", c.log_delete, "delete old or failed log entries")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--older-than", type=whole("days", 1, 36_500), metavar="DAYS",
+                       help="runs that ended more than DAYS days ago")  # fmt: skip
+    which.add_argument("--failed", action="store_true", help="the runs that failed")
 
     categories = sub.add_parser("categories", help="job-queue categories").add_subparsers(
         dest="categories_command", required=True, parser_class=_Parser

@@ -85,3 +85,29 @@ def idle(parameters: str, ctx: JobContext) -> JobOutcome:
     a change to a data kind named in `watch` wakes it."""
     work = parse_parameters(parameters).get("work", "no") == "yes"
     return JobOutcome(activity=work, counters={"found": int(work)})
+
+
+DEFAULT_LOG_DAYS = 7  # what Business Central offers
+
+
+def _log_days(text: str) -> int:
+    params = parse_parameters(text)
+    unknown = sorted(set(params) - {"days"})
+    if unknown:
+        raise JobParameterError(f"unknown parameter {unknown[0]!r} (allowed: days)")
+    value = params.get("days", str(DEFAULT_LOG_DAYS)).strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 36_500:
+        raise JobParameterError(f"days must be a whole number from 1 to 36500, got {value!r}")
+    return int(value)
+
+
+@registry.register("log-cleanup", validate=_log_days)  # type: ignore[arg-type]
+def log_cleanup(parameters: str, ctx: JobContext) -> JobOutcome:
+    """Deletes job-queue log entries of runs that ended more than `days=N` days ago
+    (default 7); reports activity only when it deleted some."""
+    from domain.clock import utcnow
+    from domain.queue.entries import delete_log_older_than
+
+    with ctx.session_factory.begin() as session:
+        deleted = delete_log_older_than(session, _log_days(parameters), utcnow())
+    return JobOutcome(activity=deleted > 0, counters={"deleted": deleted})

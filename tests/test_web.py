@@ -478,3 +478,13 @@ def test_restart_puts_an_entry_on_hold_and_ready_again(console: TestClient, sess
         trail = [a.new_value for a in session.execute(
             select(AuditEntry).where(AuditEntry.field == "status")).scalars()]  # fmt: skip
     assert trail == ["On Hold", "Ready"]  # both steps of the restart are in the audit trail
+
+
+def test_an_admin_removes_the_failed_log_entries(console: TestClient, sessions: Any) -> None:
+    from tests.test_log_retention import count, seed_log
+
+    seed_log(sessions)
+    csrf = sign_in(console, "ada")
+    answer = console.post("/log/cleanup", data={"csrf_token": csrf, "days": "failed"})
+    assert answer.status_code == 200 and "2 log entries deleted" in answer.text
+    assert count(sessions) == 3

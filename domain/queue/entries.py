@@ -319,6 +319,17 @@ def delete_log_older_than(session: Session, days: int, now: datetime) -> int:
     return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
+def delete_failed_log_entries(session: Session) -> int:
+    """Deletes the log entries of failed runs (Business Central's "Remove failed
+    entries" on the Job Queue Log Entries page). Returns how many."""
+    from domain.queue.status import LogStatus
+
+    result = session.execute(
+        delete(JobQueueLogEntry).where(JobQueueLogEntry.status == LogStatus.ERROR)
+    )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
 def list_entries(session: Session, status: EntryStatus | None = None) -> list[EntryView]:
     stmt = select(JobQueueEntry).order_by(JobQueueEntry.code)
     if status is not None:
