@@ -176,10 +176,15 @@ class Commands:
                 else "",
                 v.last_log.status.value if v.last_log else "",
                 (v.last_log.error_message or "")[:60] if v.last_log else "",
+                v.entry.user_id,
             )
             for v in views
         ]
-        print(render_table(("code", "status", "next run", "last result", "last error"), rows))
+        print(
+            render_table(
+                ("code", "status", "next run", "last result", "last error", "runs as"), rows
+            )
+        )
 
     def log_delete(self, args: argparse.Namespace) -> None:
         with self.sessions.begin() as session:

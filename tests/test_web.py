@@ -488,3 +488,24 @@ def test_an_admin_removes_the_failed_log_entries(console: TestClient, sessions: 
     answer = console.post("/log/cleanup", data={"csrf_token": csrf, "days": "failed"})
     assert answer.status_code == 200 and "2 log entries deleted" in answer.text
     assert count(sessions) == 3
+
+
+def test_an_entry_runs_as_whoever_set_it_ready(
+    console: TestClient, sessions: Any, settings: Settings, capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Issue 17, point 9: the console's user, or the command line's."""
+    from tests.helpers import cli_runner
+
+    csrf = sign_in(console, "otto")
+    console.post("/entries/HOURLY/actions/hold", data={"csrf_token": csrf})
+    console.post("/entries/HOURLY/actions/ready", data={"csrf_token": csrf})
+    assert entry(sessions, "HOURLY").user_id == "otto"
+    assert "<td>otto</td>" in console.get("/entries").text
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("JOBQUEUE_USER", "night-operator")
+    run = cli_runner(capsys)
+    assert run("run-now", "HOURLY")[0] == 0
+    assert entry(sessions, "HOURLY").user_id == "night-operator"
+    code, out, _err = run("entries", "list")
+    assert code == 0 and "night-operator" in out

@@ -164,6 +164,15 @@ def _reschedule(entry: JobQueueEntry, now: datetime, tz: tzinfo, explicit_start:
     entry.earliest_start = fitted
 
 
+def _runs_as_whoever_readied(session: Session, entry: JobQueueEntry) -> None:
+    """As in Business Central, an entry runs as the person who set it Ready: the user of
+    a session marked with who acts (console, API, command line); system sessions (the
+    scheduler, the set-up of shipped entries) leave it as it is."""
+    actor = session.info.get("actor")
+    if actor:
+        entry.user_id = check_field("user_id", str(actor[0])[:50])
+
+
 def _reissue_if_dispatched(entry: JobQueueEntry) -> None:
     """A dispatched run that has not started yet is withdrawn: its message becomes stale."""
     if is_dispatched_not_started(entry):
@@ -207,6 +216,8 @@ def add_entry(
     )
     _apply(session, entry, changes, jobs)
     _reschedule(entry, now, tz, explicit_start="earliest_start" in changes)
+    if "user_id" not in changes:
+        _runs_as_whoever_readied(session, entry)
     session.add(entry)
     session.flush()
     request_dispatch(session)
@@ -269,6 +280,7 @@ def set_ready(session: Session, code: str, now: datetime, tz: tzinfo) -> JobQueu
     entry.status = EntryStatus.READY
     entry.earliest_start = decision.earliest_start
     entry.attempts = 0
+    _runs_as_whoever_readied(session, entry)
     request_dispatch(session)
     return entry
 
@@ -284,6 +296,7 @@ def run_now(session: Session, code: str, now: datetime) -> JobQueueEntry:
     entry.status = EntryStatus.READY
     entry.earliest_start = now
     entry.attempts = 0
+    _runs_as_whoever_readied(session, entry)
     request_dispatch(session)
     return entry
 
