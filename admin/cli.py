@@ -186,6 +186,21 @@ class Commands:
             )
         )
 
+    def run_once(self, args: argparse.Namespace) -> None:
+        """Business Central's Run once (foreground); exit 1 when the job fails."""
+        import structlog
+
+        from workers.foreground import run_once
+
+        if not structlog.is_configured():  # warnings as JSON lines; the result is printed
+            configure_logging("WARNING", process="jobqueue")
+        result = run_once(self.settings, self.sessions, args.code, cli_user())
+        if not result.succeeded:
+            sys.stderr.write(f"jobqueue: {args.code} failed: {result.error_message}\n")
+            raise SystemExit(1)
+        counters = ", ".join(f"{k} {v}" for k, v in result.counters.items())
+        print(f"{args.code} ran once" + (f": {counters}" if counters else ""))
+
     def log_delete(self, args: argparse.Namespace) -> None:
         with self.sessions.begin() as session:
             if args.failed:
@@ -367,6 +382,7 @@ def build_parser(settings: Settings) -> _Parser:
     p.add_argument("--job", help="registered job name")
     _add_schedule_options(p)
     with_code(entries, "delete", c.delete, "delete an entry (not while it runs)")
+    with_code(sub, "run-once", c.run_once, "run the job once here; the entry is not changed")
     for parent in (entries, sub):
         with_code(parent, "hold", c.hold, "set on hold")
         with_code(parent, "ready", c.ready, "set ready (restart)")

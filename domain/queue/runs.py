@@ -495,3 +495,48 @@ def fail_entry(
             )
         )
     return True
+
+
+def start_foreground_run(conn: Connection, code: str, user: str, worker: str, now: datetime) -> Any:
+    """Business Central's "Run once (foreground)": a log entry for a run in the caller's
+    process; the entry's status and schedule stay as they are. Refused while the entry
+    runs (one entry never runs twice at once). Returns (entry row, log id)."""
+    from domain.queue.limits import EntryError
+
+    entry = conn.execute(select(E).where(E.c.code == code)).one_or_none()
+    if entry is None:
+        raise EntryError(f"no job queue entry with code {code!r}")
+    if entry.status == EntryStatus.IN_PROCESS:
+        raise EntryError(f"entry {code!r} is running; run it once when that run has ended")
+    log_id = conn.execute(
+        insert(L)
+        .values(
+            entry_id=entry.id,
+            entry_code=entry.code,
+            description=entry.description,
+            job_name=entry.job_name,
+            run_seq=entry.run_seq,
+            attempt=0,
+            user_id=user[:50],
+            worker_id=worker,
+            started_at=now,
+            status=LogStatus.IN_PROCESS,
+            counters={},
+        )
+        .returning(L.c.id)
+    ).scalar_one()
+    return entry, int(log_id)
+
+
+def finish_foreground_run(conn: Connection, log_id: int, result: RunResult, now: datetime) -> None:
+    conn.execute(
+        update(L)
+        .where(L.c.id == log_id)
+        .values(
+            ended_at=now,
+            status=LogStatus.SUCCESS if result.succeeded else LogStatus.ERROR,
+            error_message=result.error_message,
+            error_call_stack=result.error_call_stack,
+            counters=result.counters,
+        )
+    )
