@@ -37,6 +37,7 @@ from tenacity import (
 
 from domain.clock import utcnow
 from domain.db import single_statement
+from domain.queue import telemetry
 from domain.queue.notify import call_local_listeners
 from domain.queue.runs import (
     ClaimedRun,
@@ -121,21 +122,24 @@ class RunExecutor:
         key = (entry_id, run_seq)
         with self._held_lock:
             self._held[key] = time.monotonic()
+        log.info("run.started", **telemetry.dimensions("started", claimed.entry, "In Process"))
         started = time.monotonic()
         try:
             result, handed_back = self._run_job(claimed)
+            decided: str | None = None
             if handed_back:
                 self._apply(claimed, result, handed_back=True)
             else:
                 finished = self._apply(claimed, result, handed_back=False)
                 if finished is not None and finished.decision is not None:
                     result = finished.result
+                    decided = finished.decision.status.value
                 if finished is not None and finished.wake_scheduler:
                     call_local_listeners()
         finally:
             with self._held_lock:
                 self._held.pop(key, None)
-        self._summarize(claimed, result, started, handed_back)
+        self._summarize(claimed, result, started, handed_back, decided)
         return result
 
     def renew_leases(self) -> int:
@@ -301,10 +305,27 @@ class RunExecutor:
         job.abandon(exc)
 
     def _summarize(
-        self, claimed: ClaimedRun, result: RunResult, started: float, handed_back: bool
+        self,
+        claimed: ClaimedRun,
+        result: RunResult,
+        started: float,
+        handed_back: bool,
+        decided: str | None = None,
     ) -> None:
+        """The run's finished line, with Business Central's telemetry (AL0000E26); a failed
+        run adds its errored trace (AL0000HE7, with the stack trace), and one that spent
+        its last attempt the failed trace (AL0000JRG)."""
         entry = claimed.entry
         status = "handed_back" if handed_back else ("success" if result.succeeded else "error")
+        after = decided or ("Ready" if handed_back else "")
+        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+        bc = telemetry.dimensions(
+            "finished",
+            entry,
+            after,
+            alJobQueueExecutionTimeInMs=int(elapsed_ms),
+            alJobQueueResult="Success" if result.succeeded else "Fail",
+        )
         log.info(
             "run.finished",
             entry_id=entry.id,
@@ -314,7 +335,19 @@ class RunExecutor:
             attempt=entry.attempts,
             status=status,
             activity=result.activity,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            duration_ms=elapsed_ms,
             counters=result.counters,
             error=result.error_message,
+            **bc,
         )
+        if result.succeeded or handed_back:
+            return
+        stack = {"alJobQueueStacktrace": result.error_call_stack or ""}
+        error = {"alJobQueueErrorMessage": result.error_message or ""}
+        log.warning(
+            "run.errored", **telemetry.dimensions("errored", entry, after, **error, **stack)
+        )
+        if decided == "Error":
+            log.error(
+                "run.failed", **telemetry.dimensions("failed", entry, after, **error, **stack)
+            )

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.clock import utcnow
+from domain.queue import telemetry
 from domain.queue.runs import RunResult, finish_foreground_run, start_foreground_run
+from domain.queue.status import EntryStatus
 from jobs.registry import JobContext, JobOutcome, UnknownJobError, registry
 from runtime.logs import get_logger
 from runtime.settings import Settings
@@ -27,7 +29,8 @@ def run_once(
     with sessions.begin() as session:
         entry, log_id = start_foreground_run(session.connection(), code, user, worker, utcnow())
     started = time.monotonic()
-    log.info("run.started", entry_id=entry.id, entry_code=code, foreground=True, user=user)
+    status = EntryStatus(entry.status).value
+    log.info("run.foreground", user=user, **telemetry.dimensions("foreground", entry, status))
     result = _run(settings, sessions, entry, log_id, user)
     with sessions.begin() as session:
         finish_foreground_run(session.connection(), log_id, result, utcnow())
