@@ -167,10 +167,11 @@ class Commands:
         status = EntryStatus(args.status) if args.status else None
         with self.reads() as session:
             views = ops.list_entries(session, status)
+            held = ops.waiting(session, [v.entry.code for v in views], utcnow())
         rows = [
             (
                 v.entry.code,
-                v.entry.status.value,
+                ops.shown_status(v.entry, held),
                 _fmt(v.entry.earliest_start, self.settings)
                 if v.entry.status in (EntryStatus.READY, EntryStatus.ON_HOLD_INACTIVITY)
                 else "",

@@ -509,3 +509,33 @@ def test_an_entry_runs_as_whoever_set_it_ready(
     assert entry(sessions, "HOURLY").user_id == "night-operator"
     code, out, _err = run("entries", "list")
     assert code == 0 and "night-operator" in out
+
+
+def test_an_entry_held_back_by_its_category_shows_as_waiting(
+    console: TestClient, sessions: Any, settings: Settings, capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Issue 17, point 7: shown as Waiting; stored (and dispatched) as Ready."""
+    from sqlalchemy import update
+
+    from domain.queue import entries as ops
+    from domain.queue.models import JobQueueEntry
+    from tests.helpers import cli_runner
+
+    with sessions.begin() as session:
+        ops.add_category(session, "ONE")
+    add(sessions, settings, "RUNNING", "noop", category_code="ONE")
+    add(sessions, settings, "NEXT", "noop", category_code="ONE")
+    with sessions.begin() as session:
+        session.execute(update(JobQueueEntry).where(JobQueueEntry.code == "RUNNING")
+                        .values(status=EntryStatus.IN_PROCESS))  # fmt: skip
+    sign_in(console, "vic")
+    assert re.search(
+        r'data-code="NEXT">.*?<td class="status">Waiting</td>', console.get("/entries").text, re.S
+    )
+    api = console.get("/api/entries", headers=token_for(sessions, "vic")).json()
+    assert {e["code"]: e["status"] for e in api["entries"]}["NEXT"] == "Waiting"
+    assert entry(sessions, "NEXT").status == EntryStatus.READY  # stored as Ready
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    code, out, _err = cli_runner(capsys)("entries", "list")
+    assert code == 0 and re.search(r"NEXT\s+\S*\s*Waiting", out)

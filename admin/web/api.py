@@ -14,10 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from admin.web import actions, queries
 from admin.web.auth import Principal, check_csrf, principal
+from domain.clock import utcnow
 from domain.queue import entries as ops
 from domain.queue.limits import EntryError, EntryFieldError
 from domain.queue.models import JobQueueCategory, JobQueueEntry
-from domain.queue.status import EntryStatus
 from domain.queue.transitions import describe_weekdays_of
 from runtime.settings import Settings
 
@@ -150,13 +150,14 @@ class Category(BaseModel):
     description: str
 
 
-def entry_out(e: JobQueueEntry) -> EntryOut:
+def entry_out(e: JobQueueEntry, held: set[str] | None = None) -> EntryOut:
+    """`held`: the codes shown as Waiting (held back by their category)."""
     return EntryOut(
         code=e.code,
         description=e.description,
         job_name=e.job_name,
         parameter_string=e.parameter_string,
-        status=EntryStatus(e.status).value,
+        status=ops.shown_status(e, held or set()),
         category=e.category_code,
         recurring=e.recurring,
         next_run_date_formula=e.next_run_date_formula,
@@ -192,7 +193,9 @@ def api_router(sessions: sessionmaker[Session], settings: Settings) -> APIRouter
     @router.get("/entries", response_model=EntryPage)
     def list_entries(request: Request, _me: Annotated[Principal, Depends(who)]) -> EntryPage:
         f, rows, total = queries.requested_page(sessions, dict(request.query_params))
-        entries = [entry_out(e) for e in rows]
+        with sessions() as session:
+            held = ops.waiting(session, [e.code for e in rows], utcnow())
+        entries = [entry_out(e, held) for e in rows]
         return EntryPage(total=total, page=f.page, page_size=queries.PAGE_SIZE, entries=entries)
 
     @router.get("/entries/{code}", response_model=EntryOut)

@@ -224,8 +224,10 @@ def create_web_app(
         who(request)
         f, rows, total = queries.requested_page(sessions, dict(request.query_params))
         pages = max(1, -(-total // queries.PAGE_SIZE))
+        with sessions() as session:
+            held = ops.waiting(session, [e.code for e in rows], utcnow())
         return page(request, "entries.html", rows=rows, total=total, f=f, pages=pages,
-                    query=dict(request.query_params))  # fmt: skip
+                    query=dict(request.query_params), held=held)  # fmt: skip
 
     @app.get("/entries/new", include_in_schema=False)
     def new_entry_form(request: Request) -> HTMLResponse:

@@ -57,7 +57,8 @@ class EntryFilter:
 
 
 def entries_page(session: Session, f: EntryFilter) -> tuple[list[JobQueueEntry], int]:
-    """One page of entries and how many match: two indexed statements."""
+    """One page of entries and how many match: two indexed statements (a third says
+    which are Waiting)."""
     stmt = select(JobQueueEntry)
     if f.status is not None:
         stmt = stmt.where(JobQueueEntry.status == f.status)
@@ -127,9 +128,14 @@ def audit_of(session: Session, code: str, limit: int = 50) -> list[AuditEntry]:
 
 
 def statuses(session: Session, codes: list[str]) -> dict[str, dict[str, Any]]:
-    """What the live view shows of each entry on a page."""
+    """What the live view shows of each entry on a page (Waiting: held back by its
+    category, as Business Central shows it)."""
     if not codes:
         return {}
+    from domain.clock import utcnow
+    from domain.queue.entries import WAITING, waiting
+
+    held = waiting(session, codes[:200], utcnow())
     rows = session.execute(
         select(
             JobQueueEntry.code,
@@ -141,7 +147,7 @@ def statuses(session: Session, codes: list[str]) -> dict[str, dict[str, Any]]:
     )
     return {
         r.code: {
-            "status": EntryStatus(r.status).value,
+            "status": WAITING if r.code in held else EntryStatus(r.status).value,
             "attempts": r.attempts,
             "last_result": r.last_run_status or "",
             "next_run": r.earliest_start.isoformat() if r.earliest_start else "",

@@ -332,6 +332,35 @@ def delete_log_older_than(session: Session, days: int, now: datetime) -> int:
     return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
+WAITING = "Waiting"  # Business Central's status of an entry held back by its category
+
+
+def waiting(session: Session, codes: list[str], now: datetime) -> set[str]:
+    """Which of these Ready entries are due but held back because another entry of their
+    category is running: Business Central shows them as Waiting. Shown only; the entry's
+    stored status stays Ready, so the dispatcher's rules do not change."""
+    if not codes:
+        return set()
+    busy = (
+        select(JobQueueEntry.category_code)
+        .where(JobQueueEntry.status == EntryStatus.IN_PROCESS)
+        .where(JobQueueEntry.category_code.is_not(None))
+    )
+    rows = session.execute(
+        select(JobQueueEntry.code).where(
+            JobQueueEntry.code.in_(codes),
+            JobQueueEntry.status == EntryStatus.READY,
+            JobQueueEntry.earliest_start <= now,
+            JobQueueEntry.category_code.in_(busy),
+        )
+    )
+    return {str(code) for code in rows.scalars()}
+
+
+def shown_status(entry: Any, waiting_codes: set[str]) -> str:
+    return WAITING if entry.code in waiting_codes else EntryStatus(entry.status).value
+
+
 def delete_failed_log_entries(session: Session) -> int:
     """Deletes the log entries of failed runs (Business Central's "Remove failed
     entries" on the Job Queue Log Entries page). Returns how many."""
