@@ -79,6 +79,10 @@ ChangeProbe = Callable[[Connection], set[str]]
 # The modules whose jobs the system ships; the registry imports them the first time it is
 # asked for a job it does not know, so a wake-up or a lookup never depends on whether the
 # caller happened to import the job's module.
+# The modules that register change probes: light ones, so the scheduler, which runs
+# the probes, does not load every job's clients.
+SHIPPED_PROBE_MODULES = ("jobs.sales.changes",)
+
 SHIPPED_JOB_MODULES = (
     "jobs.builtin",
     "jobs.mail.job",
@@ -160,7 +164,9 @@ class JobRegistry:
         return func
 
     def probes(self) -> list[ChangeProbe]:
-        self._load()
+        if self._modules:  # the shipped registry: only the probes' own modules
+            for module in SHIPPED_PROBE_MODULES:
+                importlib.import_module(module)
         return list(self._probes)
 
 

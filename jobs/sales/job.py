@@ -9,13 +9,7 @@ that couples a customer wakes the invoice entry that skipped the customer's invo
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, exists, func, select
-
-from domain.queue.models import JobQueueEntry
-from domain.queue.status import EntryStatus
 from domain.sales.defaults import BY_NAME
-from domain.sales.integration import Direction, IntegrationTableMapping
-from domain.sales.models import LOCAL_MODELS, table
 from jobs.registry import JobContext, JobOutcome, JobParameterError, parse_parameters, registry
 from jobs.sales.connection import connect
 from jobs.sales.engine import SyncEngine
@@ -65,36 +59,3 @@ def dataverse_sync(parameters: str, ctx: JobContext) -> JobOutcome:
     finally:
         connected.client.close()
     return JobOutcome(activity=counters.activity, counters=counters.as_dict())
-
-
-@registry.probe
-def unsynced_tables(conn: Connection) -> set[str]:
-    """Local tables holding a change newer than what their mapping last read: written by
-    another program in plain SQL, which woke nobody. Costs one statement while no sync
-    entry sleeps, and one indexed max() per mapping that sends, when one does."""
-    entries = table(JobQueueEntry)
-    sleeping = conn.execute(
-        select(
-            exists().where(
-                entries.c.job_name == "dataverse-sync",
-                entries.c.status == EntryStatus.ON_HOLD_INACTIVITY,
-            )
-        )
-    ).scalar()
-    if not sleeping:
-        return set()
-    mappings = table(IntegrationTableMapping)
-    changed = set()
-    for m in conn.execute(
-        select(mappings.c.name, mappings.c.local_table, mappings.c.local_watermark).where(
-            mappings.c.direction != Direction.FROM_DATAVERSE
-        )
-    ):
-        spec, model = BY_NAME.get(m.name), LOCAL_MODELS.get(m.local_table)
-        if model is None:
-            continue
-        column = table(model).c[spec.modified_field if spec else "modified_at"]
-        newest = conn.execute(select(func.max(column))).scalar()
-        if newest is not None and (m.local_watermark is None or newest > m.local_watermark):
-            changed.add(str(m.local_table))
-    return changed
