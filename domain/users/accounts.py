@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,9 +16,14 @@ from domain.users.models import ApiToken, Role, User
 
 _HASHER = PasswordHasher()
 MIN_PASSWORD = 10
-# A hash to verify against when the name is unknown, so a wrong name takes as long as
-# a wrong password (no user enumeration by timing).
-_DUMMY = _HASHER.hash("not a password of anyone")
+
+
+@lru_cache(maxsize=1)
+def _dummy() -> str:
+    """A hash to verify against when the name is unknown, so a wrong name takes as long
+    as a wrong password (no user enumeration by timing). Made on first use: argon2
+    hashing takes 64 MiB, which no process that never signs anyone in should pay."""
+    return _HASHER.hash("not a password of anyone")
 
 
 class AccountError(ValueError):
@@ -92,7 +98,7 @@ def delete_user(session: Session, name: str) -> None:
 def authenticate(session: Session, name: str, password: str) -> User | None:
     user = session.execute(select(User).where(User.name == name.strip())).scalar_one_or_none()
     try:
-        _HASHER.verify(user.password_hash if user else _DUMMY, password)
+        _HASHER.verify(user.password_hash if user else _dummy(), password)
     except (VerificationError, InvalidHashError):
         return None
     if user is not None and _HASHER.check_needs_rehash(user.password_hash):
