@@ -71,7 +71,7 @@ class Behaviour:
 
     def create(
         self, ctx: SyncContext, entity_set: str, new: dict[str, tuple[Any, dict[str, Any]]]
-    ) -> dict[str, writes.Outcome]:
+    ) -> dict[str, writes.Write]:
         """Creates rows (row id -> (record, payload)) with the ids reserved for them."""
         return writes.create_all(ctx.client, entity_set, {i: p for i, (_, p) in new.items()})
 
@@ -151,7 +151,7 @@ class ItemProduct(Behaviour):
 
     def create(
         self, ctx: SyncContext, entity_set: str, new: dict[str, tuple[Any, dict[str, Any]]]
-    ) -> dict[str, writes.Outcome]:
+    ) -> dict[str, writes.Write]:
         """The product's default price list is not valid for create (the product table
         reference: Dataverse ignores it), so `after_write` sets it by an update. A crash
         in between leaves the couplings reserved, and the next run repeats both."""
@@ -284,10 +284,10 @@ class PostedInvoice(Behaviour):
 
     def create(
         self, ctx: SyncContext, entity_set: str, new: dict[str, tuple[Any, dict[str, Any]]]
-    ) -> dict[str, writes.Outcome]:
+    ) -> dict[str, writes.Write]:
         """Line lookups are resolved when the payloads are built (see `check`), so a
         line waiting for its item skips the invoice before anything is sent."""
-        out: dict[str, writes.Outcome] = {}
+        out: dict[str, writes.Write] = {}
         batch: list[BatchItem] = []
         ids: list[str] = []
         size = 0
@@ -306,22 +306,19 @@ class PostedInvoice(Behaviour):
 
     def _send(
         self, ctx: SyncContext, batch: list[BatchItem], ids: list[str]
-    ) -> dict[str, writes.Outcome]:
+    ) -> dict[str, writes.Write]:
         try:
             answers = ctx.client.batch(
                 batch, f"creating {len(ids)} invoices", [f"creating invoice {i}" for i in ids]
             )
         except DataverseError as exc:
-            return {i: writes.Outcome(error=exc) for i in ids}
-        out: dict[str, writes.Outcome] = {}
+            return {i: writes.Write(error=exc) for i in ids}
+        out: dict[str, writes.Write] = {}
         position = 0
         for row_id, item in zip(ids, batch, strict=True):
             header = answers[position]
             position += len(item) if isinstance(item, list) else 1
-            if header.status == 412:  # an earlier attempt created it: read it back
-                out[row_id] = writes.Outcome(Written(row_id, None, None))
-            else:
-                out[row_id] = writes.written_of(row_id, header)
+            out[row_id] = writes.created_of(row_id, header)
         return out
 
     def check(self, ctx: SyncContext, row: Any, row_id: str) -> None:
