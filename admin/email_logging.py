@@ -69,6 +69,29 @@ def to_opportunity(session: Session, entry_no: int) -> Opportunity:
     return opportunity
 
 
+def setup_pairs(row: Any) -> list[tuple[str, str]]:
+    """The setup as people see it (command line, console): the secret only as "set"."""
+    pairs = [
+        ("mailbox", row.mailbox),
+        ("experience", row.experience.value),
+        ("account", row.account),
+        ("enabled", "yes" if row.enabled else "no"),
+        ("tenant", row.tenant),
+        ("client id", row.client_id),
+        ("secret", "set" if row.secret_encrypted else "not set"),
+        ("batch size", str(row.batch_size)),
+        ("entry", row.entry_code),
+    ]
+    if row.experience is Experience.EWS:
+        pairs += [
+            ("EWS URL", row.ews_url),
+            ("authentication", row.ews_authentication.value),
+            ("queue folder", row.queue_folder),
+            ("storage folder", row.storage_folder),
+        ]
+    return pairs
+
+
 def switch(session: Session, enabled: bool, tz: Any) -> Any:
     """Enable (its entry Ready) or disable (its entry On Hold) email logging."""
     row = load_setup(session)
@@ -177,25 +200,7 @@ class EmailLoggingCommands:
 
     def show(self, _args: argparse.Namespace) -> None:
         with self._sessions()() as session:
-            row = load_setup(session)
-            pairs = [
-                ("mailbox", row.mailbox),
-                ("experience", row.experience.value),
-                ("account", row.account),
-                ("enabled", "yes" if row.enabled else "no"),
-                ("tenant", row.tenant),
-                ("client id", row.client_id),
-                ("secret", "(encrypted)"),
-                ("batch size", str(row.batch_size)),
-                ("entry", row.entry_code),
-            ]
-            if row.experience is Experience.EWS:
-                pairs += [
-                    ("EWS URL", row.ews_url),
-                    ("authentication", row.ews_authentication.value),
-                    ("queue folder", row.queue_folder),
-                    ("storage folder", row.storage_folder),
-                ]
+            pairs = setup_pairs(load_setup(session))
         print(render_table(["setting", "value"], [list(p) for p in pairs]))
 
     # -- interactions, contacts, salespersons -----------------------------------------------

@@ -175,11 +175,9 @@ class WebThread:
     def __init__(self, settings: Settings, engine: Any, port: int, host: str = "127.0.0.1") -> None:
         import uvicorn
 
-        from admin.web.app import create_web_app
+        from admin.web.app import web_app_from_env
 
-        app = create_web_app(
-            settings, engine, secure_cookies=os.environ.get("JOBQUEUE_WEB_TLS") == "1"
-        )
+        app = web_app_from_env(settings, engine, os.environ)
         config = uvicorn.Config(
             app,
             host=os.environ.get("JOBQUEUE_WEB_HOST", host),
@@ -216,16 +214,11 @@ def run_web(settings: Settings, port: int, host: str = "127.0.0.1") -> None:
     """The console and the API (uvicorn); SIGTERM finishes the requests in flight."""
     import uvicorn
 
-    from admin.web.app import create_web_app, entra_from_env
+    from admin.web.app import web_app_from_env
 
     configure_logging(settings.log_level, process="web")
     engine = make_engine(settings.database_url)
-    app = create_web_app(
-        settings,
-        engine,
-        secure_cookies=os.environ.get("JOBQUEUE_WEB_TLS") == "1",
-        entra=entra_from_env(os.environ, settings),
-    )
+    app = web_app_from_env(settings, engine, os.environ)
     log.info("web.started", url=f"http://{host}:{port}/")
     uvicorn.run(app, host=os.environ.get("JOBQUEUE_WEB_HOST", host), port=port, log_config=None,
                 access_log=False, proxy_headers=True)  # fmt: skip

@@ -86,3 +86,19 @@ def test_entra_sign_in_is_configured_by_three_variables_or_none() -> None:
     assert entra_from_env({}, settings) is None
     with pytest.raises(ValueError, match="JOBQUEUE_ENTRA_CLIENT_SECRET is not set"):
         entra_from_env({"JOBQUEUE_ENTRA_TENANT": "t", "JOBQUEUE_ENTRA_CLIENT_ID": "c"}, settings)
+
+
+def test_the_console_inside_run_offers_microsoft_sign_in_too(
+    settings: Settings, engine: Any, identity: IdentityEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`jobqueue run` and the demo serve the console as `jobqueue web` does."""
+    from admin.processes import WebThread
+
+    for name, value in (("TENANT", TENANT), ("CLIENT_ID", CLIENT_ID), ("CLIENT_SECRET", SECRET),
+                        ("AUTHORITY_HOST", identity.base)):  # fmt: skip
+        monkeypatch.setenv(f"JOBQUEUE_ENTRA_{name}", value)
+    from dataclasses import replace
+
+    thread = WebThread(replace(settings, ca_file=identity.ca_file), engine, port=0)
+    client = TestClient(thread.server.config.app)
+    assert "Sign in with Microsoft" in client.get("/login").text

@@ -553,6 +553,17 @@ def entra_from_env(env: Mapping[str, str], settings: Settings) -> UserSignIn | N
     )
 
 
+def web_app_from_env(settings: Settings, engine: Engine, env: Mapping[str, str]) -> FastAPI:
+    """The console as every process that serves it configures it: Secure cookies behind
+    TLS (JOBQUEUE_WEB_TLS=1), sign-in with Entra ID when its variables are set."""
+    return create_web_app(
+        settings,
+        engine,
+        secure_cookies=env.get("JOBQUEUE_WEB_TLS") == "1",
+        entra=entra_from_env(env, settings),
+    )
+
+
 def _local(target: str) -> str:
     """Only a path on this site (no open redirect)."""
     return target if target.startswith("/") and not target.startswith("//") else "/"

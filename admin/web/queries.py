@@ -247,22 +247,11 @@ def sales(session: Session) -> dict[str, Any]:
 
 def email_logging(session: Session) -> dict[str, Any]:
     """The setup as the page shows it (a secret only as "set") and the latest interactions."""
+    from admin.email_logging import setup_pairs
     from domain.interactions.models import EmailLoggingSetup, InteractionLogEntry
 
     row = session.execute(select(EmailLoggingSetup)).scalars().first()
-    setup: list[tuple[str, str]] = []
-    if row is not None:
-        setup = [
-            ("mailbox", row.mailbox),
-            ("experience", row.experience.value),
-            ("account", row.account),
-            ("enabled", "yes" if row.enabled else "no"),
-            ("tenant", row.tenant),
-            ("client id", row.client_id),
-            ("secret", "set" if row.secret_encrypted else "not set"),
-            ("batch size", str(row.batch_size)),
-            ("entry", row.entry_code),
-        ]
+    setup = setup_pairs(row) if row is not None else []
     entries = session.execute(
         select(InteractionLogEntry).order_by(InteractionLogEntry.entry_no.desc()).limit(PAGE_SIZE)
     )
