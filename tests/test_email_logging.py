@@ -273,7 +273,7 @@ def test_the_job_sleeps_on_an_empty_inbox_and_logs_when_run(
     from domain.queue import entries as ops
     from domain.queue.status import EntryStatus
     from jobs.email_logging.setup import ensure_entry
-    from tests.conftest import wait_until
+    from tests.conftest import UNHURRIED_LEASE, wait_until
     from tests.helpers import entry, finished_logs
 
     monkeypatch.setenv("JOBQUEUE_SECRET_KEY", mail.key)
@@ -283,7 +283,11 @@ def test_the_job_sleeps_on_an_empty_inbox_and_logs_when_run(
         row = session.get(EmailLoggingSetup, 1)
         assert row is not None
         ensure_entry(session, row, minutes=1, inactivity=5, tz=settings.tz)
-    with EmbeddedSystem(replace(settings, ca_file=mail.bundle), threads=2, migrate=False):
+    with EmbeddedSystem(
+        replace(settings, ca_file=mail.bundle, lease_seconds=UNHURRIED_LEASE),
+        threads=2,
+        migrate=False,
+    ):
         wait_until(lambda: len(entries(sessions)) == 1, timeout=30)
         wait_until(lambda: len(finished_logs(sessions, "EMAIL-LOGGING")) == 1, timeout=10)
         with sessions.begin() as session:  # the next run finds an empty Inbox

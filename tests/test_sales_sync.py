@@ -206,7 +206,7 @@ def test_the_job_queue_runs_the_default_entries_in_order_and_a_change_wakes_a_sl
     from domain.queue import entries as ops
     from domain.queue.models import JobQueueLogEntry
     from domain.queue.status import EntryStatus
-    from tests.conftest import wait_until
+    from tests.conftest import UNHURRIED_LEASE, wait_until
     from tests.helpers import entry
     from tests.sales_fixtures import ORDER
 
@@ -218,7 +218,11 @@ def test_the_job_queue_runs_the_default_entries_in_order_and_a_change_wakes_a_sl
             stmt = select(JobQueueLogEntry).order_by(JobQueueLogEntry.started_at)
             return [r for r in session.execute(stmt).scalars() if r.ended_at is not None]
 
-    with EmbeddedSystem(replace(settings, ca_file=company.bundle), threads=2, migrate=False):
+    with EmbeddedSystem(
+        replace(settings, ca_file=company.bundle, lease_seconds=UNHURRIED_LEASE),
+        threads=2,
+        migrate=False,
+    ):
         wait_until(lambda: len(finished()) >= len(ORDER), timeout=60)
         assert [r.entry_code for r in finished()][: len(ORDER)] == ORDER  # dependency order
         assert all(r.status.value == "Success" for r in finished())
