@@ -59,6 +59,19 @@ def _int(env: Mapping[str, str], name: str, default: int, lowest: int, highest: 
     return value
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise SettingsError(f"{name} must be true or false, got {_shown(raw)}")
+    return value in _TRUE
+
+
 def database_url(raw: str) -> str:
     """A database URL the system can use: SQLite or PostgreSQL, with its shipped driver
     (`postgresql://` and `postgres://` work as they are)."""
@@ -121,6 +134,9 @@ class Settings:
     ca_file: str | None = None
     # Port of the health and metrics endpoint (/healthz, /readyz, /metrics); 0 = none.
     health_port: int = 0
+    # Business Central deletes a one-off entry once it has run successfully; True keeps it
+    # (status Finished). Its log entries stay either way.
+    keep_one_off_entries: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -157,6 +173,7 @@ class Settings:
             log_level=_log_level(env.get("LOG_LEVEL")),
             ca_file=env.get("JOBQUEUE_CA_FILE") or None,
             health_port=_int(env, "JOBQUEUE_HEALTH_PORT", 0, 0, 65535),
+            keep_one_off_entries=_bool(env, "JOBQUEUE_KEEP_ONE_OFF_ENTRIES", False),
             extra={k: v for k, v in env.items() if k.startswith("JOBQUEUE_")},
         )
 

@@ -41,6 +41,8 @@ FAST = {
     "lease_seconds": 1.0,
     "dispatch_timeout_seconds": 2.0,
     "leader_ttl_seconds": 2.0,
+    # Most tests watch a one-off reach Finished; test_one_off_entries covers the deletion.
+    "keep_one_off_entries": True,
 }
 # Jobs that share the test process with an HTTPS emulator compete with it for the GIL on
 # a busy 2-core box; a 1 s lease can go unrenewed there without anything being wrong.

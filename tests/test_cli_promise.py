@@ -155,6 +155,11 @@ def test_ready_on_an_expired_one_off_entry_is_refused_and_changes_nothing(
         ("DATABASE_URL", "garbage", ["DATABASE_URL", "not a database URL"]),
         ("DATABASE_URL", "mysql://u@h/db", ["DATABASE_URL", "'mysql'", "not supported"]),
         ("LOG_LEVEL", "chatty", ["LOG_LEVEL"]),
+        (
+            "JOBQUEUE_KEEP_ONE_OFF_ENTRIES",
+            "maybe",
+            ["JOBQUEUE_KEEP_ONE_OFF_ENTRIES", "true or false"],
+        ),
     ],
 )
 def test_bad_settings_are_one_line_and_exit_2(

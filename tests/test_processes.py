@@ -45,6 +45,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         JOBQUEUE_QUEUE=settings.queue_name,
         JOBQUEUE_LEASE_SECONDS=str(settings.lease_seconds),
         JOBQUEUE_TICK_SECONDS=str(settings.tick_seconds),
+        JOBQUEUE_KEEP_ONE_OFF_ENTRIES=str(settings.keep_one_off_entries),
         JOBQUEUE_DISPATCH_TIMEOUT_SECONDS=str(settings.dispatch_timeout_seconds),
         JOBQUEUE_LEADER_TTL_SECONDS=str(settings.leader_ttl_seconds),
         LOG_LEVEL="INFO",

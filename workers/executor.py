@@ -48,6 +48,7 @@ from domain.queue.runs import (
     finish_fast,
     finish_locked,
     hand_back,
+    remove_finished_one_off,
     renew_leases,
 )
 from jobs.registry import JobContext, JobOutcome, JobRegistry, UnknownJobError
@@ -207,6 +208,9 @@ class RunExecutor:
         if finished is None:
             with self.engine.begin() as conn:
                 finished = finish_locked(conn, claimed, result, utcnow(), tz, log_written)
+        if not (self.settings.keep_one_off_entries or claimed.entry.recurring):
+            with self.engine.begin() as conn:
+                remove_finished_one_off(conn, finished, claimed)
         return finished
 
     def _finish_retried(self, state: RetryCallState) -> None:

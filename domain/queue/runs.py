@@ -22,6 +22,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     bindparam,
+    delete,
     func,
     insert,
     select,
@@ -392,6 +393,25 @@ def _finished(
     if wake:
         notify_in_transaction(conn)
     return FinishedRun(decision, log_written, wake, result)
+
+
+_REMOVE_ONE_OFF = delete(E).where(
+    E.c.id == bindparam("b_entry"),
+    E.c.run_seq == bindparam("b_seq"),
+    E.c.status == EntryStatus.FINISHED,
+    E.c.recurring.is_(False),
+)
+
+
+def remove_finished_one_off(conn: Connection, finished: FinishedRun, claimed: ClaimedRun) -> bool:
+    """Business Central deletes a one-off entry that ran successfully; its log entries
+    stay (they name the entry by id and code). Only an entry still Finished by this run
+    goes: one an admin made recurring or set Ready again meanwhile is kept."""
+    decision = finished.decision
+    if decision is None or decision.status != EntryStatus.FINISHED or not finished.result.succeeded:
+        return False
+    run = {"b_entry": claimed.entry.id, "b_seq": claimed.entry.run_seq}
+    return bool(conn.execute(_REMOVE_ONE_OFF, run).rowcount)
 
 
 def lost_run(conn: Connection, entry_id: int, run_seq: int, now: datetime) -> ClaimedRun | None:
