@@ -15,7 +15,7 @@ from datetime import datetime
 from dramatiq import Broker
 from sqlalchemy import Engine
 
-from domain.queue import dispatch
+from domain.queue import dispatch, telemetry
 from domain.queue.dispatch import Dispatched, Failed
 from runtime.logs import get_logger
 from runtime.outage import Outage
@@ -122,8 +122,12 @@ class Dispatcher:
         except Exception as exc:
             self.broker_outage.failed(exc)
             dispatch.return_unsent(self.engine, runs)
+            for run in runs:
+                log.info("run.not_enqueued", **telemetry.dimensions("not_enqueued", run, "Ready"))
             return len(runs)
         self.broker_outage.succeeded()
+        for run in runs:
+            log.info("run.enqueued", **telemetry.dimensions("enqueued", run, "Ready"))
         return 0
 
     @staticmethod

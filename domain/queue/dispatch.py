@@ -73,6 +73,11 @@ class Dispatched:
     code: str
     priority: int
     earliest_start: datetime
+    # For the "enqueued" trace (Business Central's telemetry dimensions).
+    job_name: str
+    recurring: bool
+    attempts: int
+    maximum_attempts: int
 
 
 def _isolated(engine: Engine, entry: Any, step: str, exc: Exception, now: datetime) -> Failed:
@@ -196,6 +201,10 @@ _DISPATCHED = (
     entries.c.code,
     entries.c.priority,
     entries.c.earliest_start,
+    entries.c.job_name,
+    entries.c.recurring,
+    entries.c.attempts,
+    entries.c.maximum_attempts,
 )
 _ORDER = (entries.c.priority.desc(), entries.c.earliest_start, entries.c.id)
 

@@ -19,6 +19,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from domain.queue import telemetry
 from domain.queue.limits import (
     EntryError,
     EntryFieldError,
@@ -263,6 +264,7 @@ def set_on_hold(session: Session, code: str) -> JobQueueEntry:
     entry.revision += 1
     if is_dispatched_not_started(entry):
         entry.run_seq += 1  # the queued message becomes stale
+    _trace_cancelled(session, entry, "On Hold")
     entry.status = EntryStatus.ON_HOLD
     entry.dispatched_at = None
     return entry
@@ -305,7 +307,17 @@ def delete_entry(session: Session, code: str) -> None:
     entry = get_entry(session, code, lock=True)
     if entry.status == EntryStatus.IN_PROCESS:
         raise EntryError(f"entry {code!r} is running; set it on hold and wait for it first")
+    _trace_cancelled(session, entry, "Deleted")
     session.delete(entry)
+
+
+def _trace_cancelled(session: Session, entry: JobQueueEntry, status: str) -> None:
+    """Business Central's "Job queue entry cancelled" (AL0000KZV), once it commits: for an
+    entry that was queued to run (Ready, asleep, or sent to a worker that has not started
+    it). A run already started is not cancelled; it finishes."""
+    queued = entry.status in (EntryStatus.READY, EntryStatus.ON_HOLD_INACTIVITY)
+    if queued or is_dispatched_not_started(entry):
+        telemetry.after_commit(session, "entry.cancelled", "cancelled", entry, status)
 
 
 def add_category(session: Session, code: str, description: str = "") -> JobQueueCategory:

@@ -3,8 +3,9 @@ messages and custom dimensions of the Job Queue Lifecycle traces, so queries wri
 for Business Central's telemetry (customDimensions.eventId == 'AL0000E26', ...) work on
 these JSON lines too.
 
-Sources: "Analyzing Job Queue Lifecycle Trace Telemetry" and "Telemetry event IDs" in
-Microsoft's Business Central administration docs. An entry here has a number, not a
+Sources: "Analyzing Job Queue Lifecycle Trace Telemetry" (the 2023 version, with the
+cancelled and not-enqueued events) and "Telemetry event IDs" in Microsoft's Business
+Central administration docs. An entry here has a number, not a
 GUID, as its id; it runs a registered job (`alJobQueueObjectType` "Job"), not an object.
 """
 
@@ -13,9 +14,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from runtime.logs import get_logger
+
+log = get_logger("domain.queue")
+
 CATEGORY = "AL JobQueueEntries"
 EVENTS = {
     "enqueued": ("AL0000E24", "Job queue entry enqueued: {id}"),
+    "not_enqueued": ("AL0000FNY", "Job queue entry not enqueued: {id}"),
     "started": ("AL0000E25", "Job queue entry started: {id}"),
     "finished": ("AL0000E26", "Job queue entry finished: {id}"),
     "errored": ("AL0000HE7", "Job queue entry errored: {id}"),
@@ -46,5 +55,25 @@ def dimensions(kind: str, entry: Any, status: str, **extra: Any) -> dict[str, An
         "alJobQueueNumberOfAttemptsToRun": attempts,
         "alJobQueueMaxNumberOfAttemptsToRun": int(entry.maximum_attempts),
         "alJobQueueEarliestStartDateTime": _text(entry.earliest_start),
+        # BC's scheduled task is our run (entry:run_seq): it ties together the enqueued,
+        # started and finished traces of one run, as the task id does in BC.
+        "alJobQueueScheduledTaskId": f"{entry.id}:{entry.run_seq}",
     }
     return dims | extra
+
+
+def after_commit(session: Session, event_name: str, kind: str, entry: Any, status: str) -> None:
+    """Log the trace once the session's transaction commits (a change rolled back was
+    never made), with the dimensions as they are now and the acting user as `user_Id`."""
+    actor = session.info.get("actor")  # (who, surface), set by the surface that acts
+    dims = dimensions(kind, entry, status, user_Id=str(actor[0]) if actor else "")
+
+    def _emit(_: Session) -> None:
+        event.remove(session, "after_rollback", _forget)
+        log.info(event_name, **dims)
+
+    def _forget(_: Session) -> None:
+        event.remove(session, "after_commit", _emit)
+
+    event.listen(session, "after_commit", _emit, once=True)
+    event.listen(session, "after_rollback", _forget, once=True)
