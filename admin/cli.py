@@ -23,8 +23,9 @@ from admin.users_cli import add_user_commands, cli_user
 from domain.clock import utcnow
 from domain.db import make_engine, make_session_factory, reading
 from domain.migrations import upgrade
+from domain.notifications import rules as notifications
 from domain.queue import entries as ops
-from domain.queue.limits import EntryError
+from domain.queue.limits import RECIPIENTS, EntryError
 from domain.queue.recurrence import format_weekdays, parse_weekdays, parse_window
 from domain.queue.status import EntryStatus
 from domain.queue.transitions import recurrence_of
@@ -82,6 +83,28 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--category", help="category code, or none")
     p.add_argument("--user", dest="user_id")
+    for flag, field, what in (
+        ("notify-on-failure", "notify_on_failure", "a failure (the default)"),
+        ("notify-on-success", "notify_on_success", "a success"),
+    ):
+        note = p.add_mutually_exclusive_group()
+        note.add_argument(f"--{flag}", dest=field, action="store_true", default=None,
+                          help=f"notify on {what}")  # fmt: skip
+        note.add_argument(f"--no-{flag}", dest=field, action="store_false")
+    p.add_argument(
+        "--notify-after-failures",
+        dest="notify_after_failures",
+        type=entry_number("notify_after_failures"),
+        help=entry_number_help(
+            "notify_after_failures", "0 = when the last attempt failed, N = after N in a row"
+        ),
+    )
+    p.add_argument(
+        "--notify",
+        dest="notify_recipients",
+        choices=RECIPIENTS,
+        help="whom notifications go to (users' email addresses; webhooks get them all)",
+    )
 
 
 def _changes(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -98,6 +121,10 @@ def _changes(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "inactivity_timeout_minutes",
         "priority",
         "user_id",
+        "notify_on_failure",
+        "notify_after_failures",
+        "notify_on_success",
+        "notify_recipients",
     )
     for key in plain:
         value = getattr(args, key, None)
@@ -235,6 +262,7 @@ class Commands:
             ("category", e.category_code or ""),
             ("priority", e.priority),
             ("user", e.user_id),
+            ("notify", notifications.describe(e)),
             ("time zone", self.settings.timezone),
         ]
         width = max(len(k) for k, _ in fields)

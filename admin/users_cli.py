@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin.arguments import checked, whole
 from admin.tables import render_table
 from domain.clock import utcnow
-from domain.users.accounts import AccountError, add_user, check_role, create_token
+from domain.users.accounts import AccountError, add_user, check_role, create_token, set_email
 from domain.users.models import User
 from runtime.settings import Settings
 
@@ -58,14 +58,19 @@ def add_user_commands(
     def add(args: argparse.Namespace) -> None:
         password = _password(args)
         with sessions().begin() as session:
-            add_user(session, args.name, args.role, password, utcnow())
+            add_user(session, args.name, args.role, password, utcnow(), email=args.email)
         print(f"user {args.name} added ({args.role.value})")
+
+    def email(args: argparse.Namespace) -> None:
+        with sessions().begin() as session:
+            user = set_email(session, args.name, args.email)
+        print(f"user {user.name}: notifications go to {user.email or 'nobody (cleared)'}")
 
     def listing(_args: argparse.Namespace) -> None:
         with sessions()() as session:
             rows = session.execute(select(User).order_by(User.name)).scalars().all()
-            table = [[u.name, u.role.value, u.created_at.isoformat()] for u in rows]
-            print(render_table(["name", "role", "created"], table))
+            table = [[u.name, u.role.value, u.email or "", u.created_at.isoformat()] for u in rows]
+            print(render_table(["name", "role", "email", "created"], table))
 
     def token(args: argparse.Namespace) -> None:
         with sessions().begin() as session:
@@ -79,7 +84,12 @@ def add_user_commands(
         "--role", type=checked(check_role), required=True, help="viewer, operator or admin"
     )
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--email", help="where the job queue's notifications reach this user")
     p.set_defaults(handler=add, command_name="add")
+    p = users.add_parser("email", help="set (or with none, clear) a user's email address")
+    p.add_argument("name")
+    p.add_argument("email")
+    p.set_defaults(handler=email, command_name="email")
     p = users.add_parser("list", help="list users")
     p.set_defaults(handler=listing, command_name="list")
     p = users.add_parser("token", help="create an API token for a user (printed once)")

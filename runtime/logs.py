@@ -97,6 +97,10 @@ def configure_logging(level: str = "INFO", process: str | None = None) -> None:
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO; a webhook URL's query can be its secret
+    # (Power Automate's `sig=`). Our clients log what they did, without queries.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,  # a line below the level costs nothing more

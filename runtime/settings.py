@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import make_url
@@ -70,6 +73,37 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value not in _TRUE + _FALSE:
         raise SettingsError(f"{name} must be true or false, got {_shown(raw)}")
     return value in _TRUE
+
+
+def _webhook_urls(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated http(s) URLs the job queue's notifications are POSTed to."""
+    urls = tuple(u.strip() for u in (raw or "").split(",") if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            bare = parts._replace(query="", fragment="").geturl()  # a query may be a secret
+            raise SettingsError(f"JOBQUEUE_WEBHOOK_URLS: {_shown(bare)} is not an http(s) URL")
+    return urls
+
+
+def _webhook_secret(raw: str | None, urls: tuple[str, ...]) -> str | None:
+    """The Standard Webhooks signing secret: base64 of at least 16 bytes, `whsec_` prefix
+    allowed. Never shown, not even in part."""
+    if not (raw or "").strip():
+        if urls:
+            raise SettingsError(
+                "JOBQUEUE_WEBHOOK_SECRET is needed with JOBQUEUE_WEBHOOK_URLS (the "
+                "notifications are signed); see the README"
+            )
+        return None
+    text = (raw or "").strip()
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError("JOBQUEUE_WEBHOOK_SECRET is not base64 (whsec_... )") from None
+    if len(key) < 16:
+        raise SettingsError("JOBQUEUE_WEBHOOK_SECRET must decode to at least 16 bytes")
+    return text
 
 
 def database_url(raw: str) -> str:
@@ -137,7 +171,11 @@ class Settings:
     # Business Central deletes a one-off entry once it has run successfully; True keeps it
     # (status Finished). Its log entries stay either way.
     keep_one_off_entries: bool = False
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # Where notifications are POSTed, and the secret that signs them (never in a repr).
+    webhook_urls: tuple[str, ...] = field(default=(), repr=False)  # queries carry secrets
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Every JOBQUEUE_* variable as given; secrets among them, so never in a repr either.
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -174,6 +212,8 @@ class Settings:
             ca_file=env.get("JOBQUEUE_CA_FILE") or None,
             health_port=_int(env, "JOBQUEUE_HEALTH_PORT", 0, 0, 65535),
             keep_one_off_entries=_bool(env, "JOBQUEUE_KEEP_ONE_OFF_ENTRIES", False),
+            webhook_urls=(urls := _webhook_urls(env.get("JOBQUEUE_WEBHOOK_URLS"))),
+            webhook_secret=_webhook_secret(env.get("JOBQUEUE_WEBHOOK_SECRET"), urls),
             extra={k: v for k, v in env.items() if k.startswith("JOBQUEUE_")},
         )
 

@@ -15,8 +15,10 @@ from datetime import datetime
 from dramatiq import Broker
 from sqlalchemy import Engine
 
+from domain.db import make_session_factory
 from domain.queue import dispatch, telemetry
 from domain.queue.dispatch import Dispatched, Failed
+from jobs.notifications.send import Notifier
 from runtime.logs import get_logger
 from runtime.outage import Outage
 from runtime.settings import Settings
@@ -44,6 +46,7 @@ class Dispatcher:
         self.broker = broker
         self.settings = settings
         self.broker_outage = Outage("broker", logger=log)
+        self.notifier = Notifier(make_session_factory(engine), broker.enqueue, settings)
 
     def tick(self, now: datetime) -> TickReport:
         """One pass. A probe (one statement) says which steps have work; an idle tick is
@@ -93,6 +96,9 @@ class Dispatcher:
                 worker=run.worker,
                 next_status=run.next_status,
             )
+            if run.next_status is not None:
+                error = "the run was lost with its worker and recovered as failed"
+                self.notifier.after_run(run.entry, False, run.next_status.value, error)
         return len(recovered)
 
     def resend_undelivered(self, now: datetime, report: TickReport | None = None) -> int:

@@ -539,3 +539,28 @@ def test_an_entry_held_back_by_its_category_shows_as_waiting(
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     code, out, _err = cli_runner(capsys)("entries", "list")
     assert code == 0 and re.search(r"NEXT\s+\S*\s*Waiting", out)
+
+
+def test_the_card_and_the_api_edit_notifications_with_the_same_checks(
+    console: TestClient, sessions: Any
+) -> None:
+    csrf = sign_in(console, "ada")
+    card = console.get("/entries/HOURLY").text
+    assert 'name="notify_recipients"' in card and 'name="notify_on_success"' in card
+    bad = console.post("/entries/HOURLY", data={"csrf_token": csrf, "recurring": "off",
+                                                "notify_after_failures": "11"})  # fmt: skip
+    assert bad.status_code == 422 and "over the maximum of 10" in bad.text
+    saved = console.post("/entries/HOURLY", data={"csrf_token": csrf, "recurring": "off",
+                         "notify_on_success": "yes", "notify_on_failure": "no",
+                         "notify_recipients": "admins"})  # fmt: skip
+    assert saved.status_code == 303
+    e = entry(sessions, "HOURLY")
+    assert (e.notify_on_success, e.notify_on_failure, e.notify_recipients) == (
+        True,
+        False,
+        "admins",
+    )
+    admin = token_for(sessions, "ada")
+    refused = console.patch("/api/entries/HOURLY", headers=admin, json={"notify_recipients": "all"})
+    assert refused.status_code == 422 and "notify" in refused.text
+    assert console.get("/api/entries/HOURLY", headers=admin).json()["notify_recipients"] == "admins"

@@ -14,6 +14,8 @@ import jobs.email_logging.job
 import jobs.mail.job
 import jobs.sales.job  # noqa: F401  (each module registers its jobs)
 from domain.db import make_engine, make_session_factory
+from jobs.notifications import webhooks
+from jobs.notifications.send import Notifier
 from jobs.registry import JobRegistry, registry
 from runtime.settings import Settings
 from workers.broker import ACTOR_NAME, build_broker, claim_retries, ensure_queue
@@ -41,7 +43,10 @@ def create_app(
     broker = broker or build_broker(settings)
     engine = engine or make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
-    executor = RunExecutor(engine, session_factory, jobs, settings, settings.shutdown_grace_seconds)
+    notifier = Notifier(session_factory, broker.enqueue, settings)
+    executor = RunExecutor(
+        engine, session_factory, jobs, settings, settings.shutdown_grace_seconds, notifier
+    )
     broker.add_middleware(LeaseMiddleware(executor))
     broker.add_middleware(claim_retries())
 
@@ -51,5 +56,12 @@ def create_app(
     actor: Actor[[int, int], None] = dramatiq.actor(
         actor_name=ACTOR_NAME, broker=broker, queue_name=settings.queue_name
     )(run_entry)
+
+    def deliver_webhook(url: str, msg_id: str, body: str, attempt: int) -> None:
+        webhooks.deliver(settings, broker.enqueue, url, msg_id, body, attempt)
+
+    dramatiq.actor(actor_name=webhooks.ACTOR_NAME, broker=broker, queue_name=settings.queue_name)(
+        deliver_webhook
+    )
     ensure_queue(broker, settings)
     return WorkerApp(settings, broker, engine, session_factory, executor, actor)

@@ -51,6 +51,7 @@ from domain.queue.runs import (
     remove_finished_one_off,
     renew_leases,
 )
+from jobs.notifications.send import Notifier
 from jobs.registry import JobContext, JobOutcome, JobRegistry, UnknownJobError
 from runtime.db_errors import describe, is_transient
 from runtime.logs import get_logger
@@ -86,8 +87,10 @@ class RunExecutor:
         registry: JobRegistry,
         settings: Settings,
         shutdown_grace_seconds: float = 20.0,
+        notifier: Notifier | None = None,
     ) -> None:
         self.engine = engine
+        self.notifier = notifier
         self.session_factory = session_factory
         self.registry = registry
         self.settings = settings
@@ -141,6 +144,8 @@ class RunExecutor:
             with self._held_lock:
                 self._held.pop(key, None)
         self._summarize(claimed, result, started, handed_back, decided)
+        if decided is not None and self.notifier is not None:  # the run is recorded
+            self.notifier.after_run(claimed.entry, result.succeeded, decided, result.error_message)
         return result
 
     def renew_leases(self) -> int:

@@ -40,6 +40,10 @@ class EntryOut(BaseModel):
     attempts: int
     priority: int
     last_result: str | None
+    notify_on_failure: bool
+    notify_after_failures: int
+    notify_on_success: bool
+    notify_recipients: str
 
 
 class EntryPage(BaseModel):
@@ -69,6 +73,10 @@ class EntryChanges(BaseModel):
     job_timeout_seconds: str | None = None
     inactivity_timeout_minutes: str | None = None
     priority: str | None = None
+    notify_on_failure: str | None = Field(None, description="yes or no")
+    notify_after_failures: str | None = Field(None, description="0 = after the last attempt")
+    notify_on_success: str | None = Field(None, description="yes or no")
+    notify_recipients: str | None = Field(None, description="user, admins or user+admins")
 
     def texts(self) -> dict[str, str]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -170,6 +178,10 @@ def entry_out(e: JobQueueEntry, held: set[str] | None = None) -> EntryOut:
         attempts=e.attempts,
         priority=e.priority,
         last_result=e.last_run_status,
+        notify_on_failure=e.notify_on_failure,
+        notify_after_failures=e.notify_after_failures,
+        notify_on_success=e.notify_on_success,
+        notify_recipients=e.notify_recipients,
     )
 
 

@@ -36,7 +36,7 @@ from domain.clock import utcnow
 from domain.db import make_session_factory
 from domain.queue import entries as ops
 from domain.queue.form import changes_from_text
-from domain.queue.limits import EntryError, EntryFieldError
+from domain.queue.limits import RECIPIENTS, EntryError, EntryFieldError
 from domain.queue.recurrence import next_runs
 from domain.queue.transitions import describe_weekdays_of, recurrence_of
 from domain.users.accounts import authenticate
@@ -411,7 +411,8 @@ def create_web_app(
             weekdays = describe_weekdays_of(entry)
         return page(request, "entry.html", status, entry=entry, log=log, audit=audit,
                     weekdays=weekdays, window=ops.describe_window(entry.starting_time,
-                    entry.ending_time), jobs=registry.names(), **extra)  # fmt: skip
+                    entry.ending_time), jobs=registry.names(), recipients=RECIPIENTS,
+                    **extra)  # fmt: skip
 
     @app.get("/entries/{code}", include_in_schema=False)
     def entry_card(request: Request, code: str) -> HTMLResponse:
@@ -489,7 +490,8 @@ _FORM_FIELDS = frozenset(
         "description", "job_name", "parameter_string", "recurring", "minutes_between_runs",
         "weekdays", "window", "earliest_start", "expiration", "category", "maximum_attempts",
         "rerun_delay_seconds", "job_timeout_seconds", "inactivity_timeout_minutes", "priority",
-        "user_id", "next_run_date_formula",
+        "user_id", "next_run_date_formula", "notify_on_failure", "notify_after_failures",
+        "notify_on_success", "notify_recipients",
     }
 )  # fmt: skip
 

@@ -62,6 +62,7 @@ class Recovered:
     run_id: str
     worker: str | None
     next_status: EntryStatus | None
+    entry: Any = None  # the entry as the lost run held it
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def recover_lost_runs(
                 claimed.run_id,
                 held.worker_id,
                 finished.decision.status if finished.decision else None,
+                held,
             )
         )
     return recovered, failed

@@ -58,6 +58,10 @@ EDITABLE = SCHEDULE_FIELDS | {
     "category_code",
     "priority",
     "user_id",
+    "notify_on_failure",
+    "notify_after_failures",
+    "notify_on_success",
+    "notify_recipients",
 }
 
 

@@ -9,7 +9,7 @@ from datetime import tzinfo
 from typing import Any
 
 from domain.queue.entries import parse_moment
-from domain.queue.limits import EntryFieldError, check_number
+from domain.queue.limits import FLAGS, EntryFieldError, check_number
 from domain.queue.recurrence import parse_weekdays, parse_window
 
 NUMBERS = (
@@ -19,9 +19,11 @@ NUMBERS = (
     "job_timeout_seconds",
     "inactivity_timeout_minutes",
     "priority",
+    "notify_after_failures",
 )
-TEXTS = ("description", "parameter_string", "job_name", "user_id", "next_run_date_formula")
-FIELDS = (*TEXTS, *NUMBERS, "recurring", "weekdays", "window", "earliest_start",
+TEXTS = ("description", "parameter_string", "job_name", "user_id", "next_run_date_formula",
+         "notify_recipients")  # fmt: skip
+FIELDS = (*TEXTS, *NUMBERS, *FLAGS, "weekdays", "window", "earliest_start",
           "expiration", "category", "reference_starting_time")  # fmt: skip
 _TRUE, _FALSE = {"true", "on", "yes", "1"}, {"false", "off", "no", "0", ""}
 
@@ -43,11 +45,12 @@ def changes_from_text(values: Mapping[str, str], tz: tzinfo) -> dict[str, Any]:
             except ValueError:
                 raise EntryFieldError(name, f"{text!r} is not a whole number") from None
             changes[name] = check_number(name, number)
-    if "recurring" in values:
-        flag = str(values["recurring"]).strip().lower()
-        if flag not in _TRUE | _FALSE:
-            raise EntryFieldError("recurring", f"{flag!r} is not yes or no")
-        changes["recurring"] = flag in _TRUE
+    for name in FLAGS:
+        if name in values:
+            flag = str(values[name]).strip().lower()
+            if flag not in _TRUE | _FALSE:
+                raise EntryFieldError(name, f"{flag!r} is not yes or no")
+            changes[name] = flag in _TRUE
     if "weekdays" in values:
         try:
             changes["weekdays"] = parse_weekdays(str(values["weekdays"]))

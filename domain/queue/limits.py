@@ -57,7 +57,11 @@ NUMBER_BOUNDS: Mapping[str, Bound] = {
     "job_timeout_seconds": Bound(1, 7 * 24 * 3600, "seconds"),
     "inactivity_timeout_minutes": Bound(5, MINUTES_PER_YEAR, "minutes", off=0),
     "priority": Bound(-1000, 1000, ""),
+    # Maximum attempts is at most 10, so a longer streak could never be reached.
+    "notify_after_failures": Bound(1, 10, "failed attempts", off=0),
 }
+RECIPIENTS = ("user", "admins", "user+admins")
+FLAGS = ("recurring", "notify_on_failure", "notify_on_success")
 TEXT_LENGTHS: Mapping[str, tuple[int, int]] = {
     "code": (1, 40),
     "description": (0, 250),
@@ -87,6 +91,10 @@ LABELS: Mapping[str, str] = {
     "weekdays": "weekdays",
     "next_run_date_formula": "next run date formula",
     "reference_starting_time": "reference starting time",
+    "notify_on_failure": "notify on failure",
+    "notify_after_failures": "notify after failures",
+    "notify_on_success": "notify on success",
+    "notify_recipients": "notify",
 }
 
 
@@ -164,7 +172,11 @@ def check_field(field: str, value: Any) -> Any:
         return None if value is None else check_moment(field, value)
     if field in ("starting_time", "ending_time"):
         return check_time_of_day(field, value)
-    if field == "recurring":
+    if field == "notify_recipients":
+        if value not in RECIPIENTS:
+            raise EntryFieldError(field, f"{value!r} is not one of {', '.join(RECIPIENTS)}")
+        return value
+    if field in FLAGS:
         if not isinstance(value, bool):
             raise EntryFieldError(field, f"{value!r} is not yes or no")
         return value

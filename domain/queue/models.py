@@ -112,6 +112,13 @@ class JobQueueEntry(Base):
     )
     priority: Mapped[int] = mapped_column(Integer, default=0)
     user_id: Mapped[str] = mapped_column(String(50), default="")
+    # Notifications (domain/notifications): on failure after the last attempt (0) or
+    # after that many failed attempts in a row; on success when asked; to the entry's
+    # user, the admins, or both, by email and to the configured webhooks.
+    notify_on_failure: Mapped[bool] = mapped_column(Boolean, default=True)
+    notify_after_failures: Mapped[int] = mapped_column(Integer, default=0)
+    notify_on_success: Mapped[bool] = mapped_column(Boolean, default=False)
+    notify_recipients: Mapped[str] = mapped_column(String(20), default="user")
     # Bumped by every admin change, so a finishing run knows whether its snapshot still holds.
     revision: Mapped[int] = mapped_column(Integer, default=0)
     # Run bookkeeping: run_seq numbers each dispatch; a message names the run it is for.

@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.mail.rules import MailRuleError, parse_addresses
 from domain.users.models import ApiToken, Role, User
 
 _HASHER = PasswordHasher()
@@ -56,11 +57,33 @@ def check_password(password: str) -> str:
     return password
 
 
-def add_user(session: Session, name: str, role: Role, password: str, now: datetime) -> User:
-    name, password = check_name(name), check_password(password)
+def check_email(text: str | None) -> str | None:
+    """One email address (where notifications reach the user); "" or "none" clears it."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return None
+    try:
+        addresses = parse_addresses(text.strip())
+    except MailRuleError as exc:
+        raise AccountError(f"email: {exc}") from None
+    if len(addresses) != 1 or len(addresses[0]) > 250:
+        raise AccountError(f"email: one address of at most 250 characters, not {text!r}")
+    return addresses[0]
+
+
+def add_user(
+    session: Session,
+    name: str,
+    role: Role,
+    password: str,
+    now: datetime,
+    email: str | None = None,
+) -> User:
+    name, password, email = check_name(name), check_password(password), check_email(email)
     if session.execute(select(User.id).where(User.name == name)).first():
         raise AccountError(f"a user named {name!r} exists already")
-    user = User(name=name, role=role, password_hash=_HASHER.hash(password), created_at=now)
+    user = User(
+        name=name, role=role, password_hash=_HASHER.hash(password), created_at=now, email=email
+    )
     session.add(user)
     session.flush()
     return user
@@ -85,6 +108,12 @@ def set_role(session: Session, name: str, role: Role) -> User:
     if user.role == Role.ADMIN and role != Role.ADMIN and _admins(session) == 1:
         raise AccountError(f"{name} is the last admin; make another admin first")
     user.role = role
+    return user
+
+
+def set_email(session: Session, name: str, email: str | None) -> User:
+    user = _user(session, name)
+    user.email = check_email(email)
     return user
 
 

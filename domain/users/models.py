@@ -31,6 +31,8 @@ class User(Base):
     role: Mapped[Role] = mapped_column(enum_type(Role, "user_role", 20))
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Where the job queue's notifications reach them (entries they run, or as an admin).
+    email: Mapped[str | None] = mapped_column(String(250), nullable=True)
 
 
 class ApiToken(Base):
