@@ -313,3 +313,37 @@ def test_the_command_line_sets_notifications_and_refuses_bad_values_with_exit_2(
     assert code == 0, err
     code, out, _err = run("users", "email", "ANNA", "none")
     assert code == 0 and "nobody" in out
+
+
+def test_a_run_lost_with_its_worker_notifies_when_the_scheduler_recovers_it(
+    settings: Settings, engine: Any
+) -> None:
+    from datetime import timedelta
+
+    from dramatiq import Message
+    from dramatiq.brokers.stub import StubBroker
+
+    from domain.clock import utcnow
+    from domain.db import make_session_factory
+    from domain.queue.runs import claim_run
+    from jobs.notifications.webhooks import ACTOR_NAME
+    from scheduler.dispatcher import Dispatcher
+    from tests.helpers import add
+
+    hooked = replace(settings, webhook_urls=("https://hooks.example.com/x",),
+                     webhook_secret=SECRET)  # fmt: skip
+    broker = StubBroker(middleware=[])
+    broker.declare_queue(hooked.queue_name)
+    add(make_session_factory(engine), hooked, "LOST", "noop", maximum_attempts=1)
+    dispatcher = Dispatcher(engine, broker, hooked)
+    dispatcher.tick(utcnow())
+    queue = broker.queues[hooked.queue_name]
+    entry_id, run_seq = Message.decode(queue.get_nowait()).args
+    with engine.begin() as conn:  # a worker starts it, then dies
+        assert claim_run(conn, entry_id, run_seq, "gone-worker", 0.01, utcnow())
+    dispatcher.tick(utcnow() + timedelta(seconds=5))
+    [sent] = [Message.decode(raw) for raw in list(queue.queue)]
+    assert sent.actor_name == ACTOR_NAME
+    event = json.loads(sent.args[2])
+    assert event["type"] == "jobqueue.entry.failed" and event["data"]["status"] == "Error"
+    assert "lost" in event["data"]["error"]
