@@ -15,6 +15,7 @@ import domain.audit.record  # noqa: F401  (audits the changes made through the C
 import jobs.builtin
 import jobs.mail.job  # noqa: F401  (registers email-dispatch)
 from admin.arguments import checked, entry_number, entry_number_help, whole
+from admin.data_cli import add_data_commands
 from admin.email_logging import add_email_logging_commands
 from admin.mail_cli import add_mail_commands
 from admin.sales import add_sales_commands
@@ -438,6 +439,7 @@ def build_parser(settings: Settings) -> _Parser:
     add_sales_commands(sub, settings, lambda: c.sessions, _Parser)
     add_email_logging_commands(sub, settings, lambda: c.sessions, _Parser)
     add_user_commands(sub, settings, lambda: c.sessions, _Parser)
+    add_data_commands(sub, settings, lambda: c.sessions, _Parser)
     command(sub, "scheduler", c.scheduler, "run the scheduler (APScheduler) process")
     p = command(sub, "worker", c.worker, "run a Dramatiq worker pool")
     p.add_argument(

@@ -64,6 +64,7 @@ def settings_for(pg: PrivateServer, **changes: Any) -> Settings:
         "lease_seconds": 8.0,
         "dispatch_timeout_seconds": 60.0,
         "leader_ttl_seconds": 2.0,
+        "keep_one_off_entries": True,  # the tests watch their one-offs reach Finished
     }
     return Settings(**(values | changes))
 

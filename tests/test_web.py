@@ -564,3 +564,33 @@ def test_the_card_and_the_api_edit_notifications_with_the_same_checks(
     refused = console.patch("/api/entries/HOURLY", headers=admin, json={"notify_recipients": "all"})
     assert refused.status_code == 422 and "notify" in refused.text
     assert console.get("/api/entries/HOURLY", headers=admin).json()["notify_recipients"] == "admins"
+
+
+def test_the_api_imports_records_as_the_command_line_does(
+    console: TestClient, sessions: Any
+) -> None:
+    from domain.sales.models import Item
+
+    admin, viewer = token_for(sessions, "ada"), token_for(sessions, "vic")
+    rows = [{"no": "1000", "description": "Bicycle", "unit_price": "4000.5"},
+            {"no": "1001", "description": "Wheel", "unit_price": 120}]  # fmt: skip
+    assert console.post("/api/data/items", headers=viewer, json=rows).status_code == 403
+    bad = console.post(
+        "/api/data/items", headers=admin, json=[*rows, {"no": "1002", "unit_price": "x"}]
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"]["reason"] == [
+        "line 3: unit_price: 'x' is not a number (use a point: 12.50)"
+    ]
+    with sessions() as session:
+        assert session.execute(select(Item)).first() is None  # nothing half-written
+    done = console.post("/api/data/items", headers=admin, json=rows)
+    assert done.status_code == 200 and done.json() == {
+        "table": "items",
+        "inserted": 2,
+        "updated": 0,
+    }
+    again = console.post("/api/data/items", headers=admin, json=rows[:1])
+    assert again.json()["updated"] == 1
+    unknown = console.post("/api/data/secrets", headers=admin, json=rows)
+    assert unknown.status_code == 422 and "no local table 'secrets'" in unknown.text

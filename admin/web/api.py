@@ -6,7 +6,7 @@ the browser's session works too, with its CSRF token in X-CSRF-Token. Bad input 
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +19,7 @@ from domain.queue import entries as ops
 from domain.queue.limits import EntryError, EntryFieldError
 from domain.queue.models import JobQueueCategory, JobQueueEntry
 from domain.queue.transitions import describe_weekdays_of
+from jobs.sales.data_import import ImportRefused
 from runtime.settings import Settings
 
 
@@ -44,6 +45,12 @@ class EntryOut(BaseModel):
     notify_after_failures: int
     notify_on_success: bool
     notify_recipients: str
+
+
+class Imported(BaseModel):
+    table: str
+    inserted: int
+    updated: int
 
 
 class EntryPage(BaseModel):
@@ -323,6 +330,25 @@ def api_router(sessions: sessionmaker[Session], settings: Settings) -> APIRouter
                                  record=e.local_id or e.dataverse_id, result=e.result.value,
                                  message=e.message)
                     for e in queries.sales(session)["errors"]]  # fmt: skip
+
+    @router.post("/data/{table}", response_model=Imported)
+    async def import_data(
+        table: str,
+        rows: Annotated[list[dict[str, Any]], Body(max_length=100_000)],
+        me: Annotated[Principal, Depends(who)],
+    ) -> Imported:
+        """Add or update local records by their key (as `jobqueue data import`): every
+        row is checked first; with a bad one nothing is written and the answer lists a
+        reason per bad row ("line" is the row's position, from 1)."""
+        try:
+            saved = await run_in_threadpool(
+                actions.import_data, sessions, me, table, rows, settings.tz
+            )
+        except actions.Forbidden as exc:
+            raise refused(exc) from None
+        except ImportRefused as exc:
+            raise HTTPException(422, {"field": "rows", "reason": exc.errors}) from None
+        return Imported(table=table, inserted=saved.inserted, updated=saved.updated)
 
     @router.get("/categories", response_model=list[Category])
     def categories(_me: Annotated[Principal, Depends(who)]) -> list[Category]:

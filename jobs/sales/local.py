@@ -3,14 +3,16 @@ the user, and waking the sync entries that handle the table, in one transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
 from domain.sales.models import LOCAL_MODELS, SalesInvoiceLine, table
+from domain.sales.records import LocalTable
 from jobs.wakeup import data_changed
 
 
@@ -46,3 +48,83 @@ def save(
     if lines:
         session.execute(insert(table(SalesInvoiceLine)), lines)
     data_changed(session, table_name, tz, now=now)
+
+
+@dataclass(frozen=True)
+class Saved:
+    inserted: int
+    updated: int
+
+
+CHUNK = 1000
+
+
+def save_many(
+    session: Session,
+    target: LocalTable,
+    records: list[dict[str, Any]],
+    *,
+    user: str,
+    tz: tzinfo,
+    now: datetime | None = None,
+) -> Saved:
+    """Upserts checked records (`domain.sales.records.check_record`) by their business
+    key, a chunk at a time (one read, one insert and one update per chunk and set of
+    fields), stamps them, and wakes the entries watching the table once."""
+    now = now or utcnow()
+    t = target.table
+    stamp = {"modified_at": now, "modified_by": user} if "modified_at" in t.c else {}
+    if target.name == "customers" and any(
+        {"balance", "total_sales", "outstanding_orders"} & set(r) for r in records
+    ):
+        stamp["statistics_modified_at"] = now
+    pk = [c.name for c in t.primary_key.columns]
+    inserted = updated = 0
+    for start in range(0, len(records), CHUNK):
+        chunk = records[start : start + CHUNK]
+        existing = _existing(session, target, chunk)
+        news, olds = [], []
+        for record in chunk:
+            found = existing.get(target.key_of(record))
+            if found is None:
+                news.append(record | stamp)
+            else:
+                olds.append(record | stamp | {f"b_{c}": v for c, v in zip(pk, found, strict=True)})
+        for group in _by_fields(news):
+            session.execute(insert(t), group)
+        for group in _by_fields(olds):
+            fields = [f for f in group[0] if not f.startswith("b_")]
+            session.execute(
+                update(t)
+                .where(*[t.c[c] == bindparam(f"b_{c}") for c in pk])
+                .values({f: bindparam(f) for f in fields}),
+                group,
+            )
+        inserted, updated = inserted + len(news), updated + len(olds)
+    kind = "sales_invoice_headers" if target.name == "sales_invoice_lines" else target.name
+    data_changed(session, kind, tz, now=now)
+    return Saved(inserted, updated)
+
+
+def _existing(
+    session: Session, target: LocalTable, chunk: list[dict[str, Any]]
+) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """Business key -> primary key of the chunk's records already stored (read by the
+    key's first column, matched in Python so an empty date matches an empty date)."""
+    t = target.table
+    first = target.key[0]
+    pk = t.primary_key.columns.values()
+    firsts = {target.key_of(r)[0] for r in chunk}
+    rows = session.execute(
+        select(*[t.c[k] for k in target.key], *pk).where(t.c[first].in_(firsts))
+    ).all()
+    width = len(target.key)
+    return {tuple(row[:width]): tuple(row[width:]) for row in rows}
+
+
+def _by_fields(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by the set of fields they give (one executemany per group)."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return list(groups.values())

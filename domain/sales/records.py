@@ -1,0 +1,173 @@
+"""A local sales record as people and files give it (text, or JSON values) checked
+against its table: every field known, every value of its column's type and size, the
+business key present. One check for every way data comes in (the `data import`
+command, the HTTP API); a bad value raises RecordError naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Boolean, Date, Integer, Numeric, String, Table
+
+from domain.base import Base
+from domain.sales.models import LOCAL_MODELS, SalesInvoiceLine, SalesPrice, table
+
+# The columns the application stamps itself: never taken from outside.
+STAMPED = frozenset({"modified_at", "modified_by", "statistics_modified_at", "id"})
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
+# Numeric(18, 4): at most 14 digits before the point.
+_MONEY_LIMIT = Decimal(10) ** 14
+
+
+class RecordError(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass(frozen=True)
+class LocalTable:
+    """A table data may be imported into, and the columns that identify a record."""
+
+    name: str
+    table: Table
+    key: tuple[str, ...]
+
+    @property
+    def fields(self) -> list[str]:
+        return [c.name for c in self.table.columns if c.name not in STAMPED]
+
+    def key_of(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The record's business key, fields left out taking their defaults."""
+        return tuple(record.get(k, self.default(k)) for k in self.key)
+
+    def default(self, name: str) -> Any:
+        """The value a field left out gets (its column's plain default, else None)."""
+        default = self.table.c[name].default
+        return getattr(default, "arg", None) if default is not None and default.is_scalar else None
+
+
+def _business_key(t: Table) -> tuple[str, ...]:
+    if t.name == table(SalesPrice).name:  # a surrogate id; the key is its unique constraint
+        return ("sales_type", "sales_code", "item_no", "unit_of_measure_code",
+                "minimum_quantity", "starting_date")  # fmt: skip
+    return tuple(c.name for c in t.primary_key.columns)
+
+
+_MODELS: dict[str, type[Base]] = {**LOCAL_MODELS, "sales_invoice_lines": SalesInvoiceLine}
+IMPORTABLE: dict[str, LocalTable] = {
+    name: LocalTable(name, table(model), _business_key(table(model)))
+    for name, model in _MODELS.items()
+}
+
+
+def local_table(name: str) -> LocalTable:
+    try:
+        return IMPORTABLE[name]
+    except KeyError:
+        raise RecordError(
+            "table", f"no local table {name!r} (tables: {', '.join(sorted(IMPORTABLE))})"
+        ) from None
+
+
+def check_record(target: LocalTable, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's values as its columns store them; its key fields must be given."""
+    unknown = sorted(set(values) - set(target.fields))
+    if unknown:
+        name = unknown[0]
+        why = "is set by the system" if name in STAMPED else "no such field"
+        raise RecordError(name, f"{why} (fields: {', '.join(target.fields)})")
+    missing = [k for k in target.key if k not in values and not _nullable(target, k)]
+    if missing:
+        raise RecordError(missing[0], "missing; it identifies the record")
+    checked = {name: check_value(target, name, raw) for name, raw in values.items()}
+    for name in target.key:
+        if target.table.c[name].primary_key and checked.get(name) == "":
+            raise RecordError(name, "must not be empty; it identifies the record")
+    return checked
+
+
+def _nullable(target: LocalTable, name: str) -> bool:
+    column = target.table.c[name]
+    return bool(column.nullable) or column.default is not None
+
+
+def check_value(target: LocalTable, name: str, raw: Any) -> Any:
+    column = target.table.c[name]
+    kind = column.type
+    if raw is None or (isinstance(raw, str) and raw.strip() == "" and column.nullable):
+        if column.nullable:
+            return None
+        if isinstance(kind, String):
+            return ""
+        raise RecordError(name, "must have a value")
+    if isinstance(kind, Boolean):
+        return _flag(name, raw)
+    if isinstance(kind, Integer):
+        return _whole(name, raw)
+    if isinstance(kind, Numeric):
+        return _number(name, raw)
+    if isinstance(kind, Date):
+        return _date(name, raw)
+    if isinstance(kind, String):
+        return _text(name, raw, kind.length)
+    raise RecordError(name, f"cannot be imported ({kind})")
+
+
+def _flag(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise RecordError(name, f"{raw!r} is not yes or no")
+    return text in _TRUE
+
+
+def _whole(name: str, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise RecordError(name, f"{raw!r} is not a whole number")
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise RecordError(name, f"{raw!r} is not a whole number") from None
+    if not -(2**31) <= value < 2**31:
+        raise RecordError(name, f"{value} is out of range")
+    return value
+
+
+def _number(name: str, raw: Any) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise RecordError(name, f"{raw!r} is not a number")
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise RecordError(name, f"{raw!r} is not a number (use a point: 12.50)") from None
+    if not value.is_finite() or abs(value) >= _MONEY_LIMIT:
+        raise RecordError(name, f"{raw!r} is out of range")
+    if value.as_tuple().exponent < -4:  # type: ignore[operator]
+        raise RecordError(name, f"{raw!r} has more than 4 decimals")
+    return value
+
+
+def _date(name: str, raw: Any) -> date:
+    if isinstance(raw, date):
+        return raw
+    try:
+        return date.fromisoformat(str(raw).strip())
+    except ValueError:
+        raise RecordError(name, f"{raw!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _text(name: str, raw: Any, length: int | None) -> str:
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        raise RecordError(name, f"{raw!r} is not text")
+    text = str(raw)
+    if "\x00" in text:
+        raise RecordError(name, "contains a NUL character")
+    if length is not None and len(text) > length:
+        raise RecordError(name, f"{len(text)} characters is over the maximum of {length}")
+    return text

@@ -1,0 +1,138 @@
+"""`data import`: the back office's records coming in from a file (CSV with a header
+row, or JSON lines) or an API call. Every row is checked first; one bad row refuses the
+whole import with a line per bad row, and nothing is written. A good import upserts by
+business key in one transaction and wakes the entries that sync the table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.sales.models import SalesInvoiceHeader
+from domain.sales.records import LocalTable, RecordError, check_record, local_table
+from jobs.sales.local import Saved, save_many
+
+SHOWN_ERRORS = 20  # a file with thousands of bad rows names the first ones and counts the rest
+FORMATS = ("csv", "jsonl")
+
+
+class ImportRefused(ValueError):
+    """Rows that cannot be imported, one line each ("line 7: unit_price: ...")."""
+
+    def __init__(self, errors: list[str], total: int | None = None) -> None:
+        total = len(errors) if total is None else total
+        shown = errors[:SHOWN_ERRORS]
+        if total > len(shown):
+            shown.append(f"... and {total - len(shown)} more")
+        super().__init__("\n".join(shown))
+        self.errors = shown
+
+
+def rows_of_file(path: Path, fmt: str | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, row) of a CSV file with a header row, or of a JSON lines file;
+    the format comes from the file's suffix unless given."""
+    fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    if fmt not in FORMATS:
+        raise ImportRefused([f"format: {fmt!r} is not one of {', '.join(FORMATS)}"])
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(
+            [f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        ) from None
+    except OSError as exc:
+        raise ImportRefused([f"{path}: {exc.strerror or exc}"]) from None
+    yield from rows_of_text(text, fmt)
+
+
+def rows_of_text(text: str, fmt: str) -> Iterator[tuple[int, Any]]:
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for row in reader:
+            if None in row:  # more cells than the header has columns
+                yield reader.line_num, {"": "has more cells than the header row"}
+            else:
+                yield reader.line_num, {k.strip(): v for k, v in row.items()}
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, {"": f"not JSON ({exc.msg} at column {exc.colno})"}
+
+
+def import_rows(
+    session: Session,
+    table_name: str,
+    rows: Iterable[tuple[int, Any]],
+    *,
+    user: str,
+    tz: tzinfo,
+    now: datetime | None = None,
+) -> Saved:
+    """Check every row, then write them all (in the caller's transaction) or none."""
+    try:
+        target = local_table(table_name)
+    except RecordError as exc:
+        raise ImportRefused([str(exc)]) from None
+    records: list[tuple[int, dict[str, Any]]] = []
+    errors: list[str] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    for number, row in rows:
+        try:
+            record = _checked(target, row)
+        except RecordError as exc:
+            errors.append(f"line {number}: {exc}")
+            continue
+        key = target.key_of(record)
+        if key in seen:
+            errors.append(f"line {number}: the same record as line {seen[key]} ({_shown(key)})")
+            continue
+        seen[key] = number
+        records.append((number, record))
+    errors += _missing_invoices(session, target, records)
+    if errors:
+        raise ImportRefused(errors)
+    if not records:
+        raise ImportRefused(["no rows to import"])
+    return save_many(session, target, [r for _, r in records], user=user, tz=tz, now=now)
+
+
+def _checked(target: LocalTable, row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise RecordError("row", f"must be an object of fields, not {type(row).__name__}")
+    if "" in row:
+        raise RecordError("row", str(row[""]))
+    return check_record(target, row)
+
+
+def _missing_invoices(
+    session: Session, target: LocalTable, records: list[tuple[int, dict[str, Any]]]
+) -> list[str]:
+    """Invoice lines need their posted invoice."""
+    if target.name != "sales_invoice_lines":
+        return []
+    wanted = {r["document_no"] for _, r in records}
+    found = set(
+        session.execute(
+            select(SalesInvoiceHeader.no).where(SalesInvoiceHeader.no.in_(wanted))
+        ).scalars()
+    )
+    return [
+        f"line {n}: document_no: no posted sales invoice {r['document_no']!r}"
+        for n, r in records
+        if r["document_no"] not in found
+    ]
+
+
+def _shown(key: tuple[Any, ...]) -> str:
+    return ", ".join("" if v is None else str(v) for v in key)
