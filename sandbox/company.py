@@ -85,6 +85,15 @@ def _catalogue() -> list[tuple[str, dict[str, Any]]]:
         ),
         ("customer_price_groups", {"code": "RETAIL", "description": "Retail"}),
         (
+            "currencies",
+            {
+                "code": "USD",
+                "description": "US Dollar",
+                "symbol": "$",
+                "exchange_rate": Decimal("1.08"),
+            },
+        ),
+        (
             "sales_prices",
             {
                 "sales_type": "Customer Price Group",
@@ -189,8 +198,14 @@ def post_invoice(
 def seed_contacts(session: Session, count: int) -> None:
     """One contact person per customer, reachable at the customer's address."""
     for i, (_no, name, email, _person) in enumerate(customers(count)):
-        session.add(
-            Contact(no=f"CT{i + 1:04d}", name=f"Buyer, {name}", email=email, company_name=name)
+        session.add(  # linked to the customer: the CONTACT mapping links it to the account
+            Contact(
+                no=f"CT{i + 1:04d}",
+                name=f"Buyer, {name}",
+                email=email,
+                company_name=name,
+                customer_no=_no,
+            )
         )
 
 

@@ -5,7 +5,8 @@ make with the documented shapes: entity sets with `@odata.etag`, `modifiedon`
 paging by `Prefer: odata.maxpagesize` and `@odata.nextLink`; upsert with
 `If-None-Match: *`, optimistic concurrency with `If-Match`; `$batch` with atomic
 change sets; the bulk operation messages `CreateMultiple`, `UpdateMultiple` and
-`UpsertMultiple` (standard tables: all records or none); change tracking
+`UpsertMultiple` (standard tables: all records or none); the organization and its base
+currency (`organizations`, `transactioncurrencies`); change tracking
 (`Prefer: odata.track-changes`, `@odata.deltaLink`, `$deletedEntity`); `WhoAmI`;
 error JSON `{"error": {"code", "message"}}`.
 
@@ -44,20 +45,38 @@ KEYS = {
     "invoices": "invoiceid",
     "invoicedetails": "invoicedetailid",
     "accounts": "accountid",
+    "contacts": "contactid",
     "systemusers": "systemuserid",
+    "transactioncurrencies": "transactioncurrencyid",
+    "organizations": "organizationid",
 }
 LOGICAL = {s: k.removesuffix("id") for s, k in KEYS.items()}
 SETS = ", ".join(KEYS)
 REQUIRED = {
     "uomschedules": ["name", "baseuomname"],
     "products": ["name", "productnumber", "_defaultuomscheduleid_value", "_defaultuomid_value"],
-    "pricelevels": ["name"],
+    # The table reference marks a price list's and an invoice's currency ApplicationRequired.
+    "pricelevels": ["name", "_transactioncurrencyid_value"],
     "productpricelevels": ["_pricelevelid_value", "_productid_value", "_uomid_value"],
-    "invoices": ["name", "_customerid_value", "_pricelevelid_value"],
+    "invoices": [
+        "name",
+        "_customerid_value",
+        "_pricelevelid_value",
+        "_transactioncurrencyid_value",
+    ],
     "invoicedetails": ["_invoiceid_value", "quantity"],
     "accounts": ["name"],
+    "contacts": ["lastname"],
+    "transactioncurrencies": [
+        "currencyname",
+        "isocurrencycode",
+        "currencysymbol",
+        "exchangerate",
+        "currencyprecision",
+    ],
 }
-UNIQUE = {"products": "productnumber", "uomschedules": "name", "pricelevels": "name"}
+UNIQUE = {"products": "productnumber", "uomschedules": "name", "pricelevels": "name",
+          "transactioncurrencies": "isocurrencycode"}  # fmt: skip
 # Attributes the table reference marks "valid for create: no": ignored on create. The
 # product's default price list (pricelevelid) is set by an update.
 NOT_FOR_CREATE = {"products": {"pricelevelid@odata.bind"}}
@@ -67,7 +86,7 @@ GUID = r"[0-9a-fA-F-]{36}"
 BULK_MESSAGES = "CreateMultiple, UpdateMultiple, UpsertMultiple"
 # Tables without the bulk messages ("not all tables support them": the emulator's choice,
 # so the client's fallback to $batch is exercised by the invoice sync).
-NO_BULK = {"invoices", "invoicedetails", "systemusers"}
+NO_BULK = {"invoices", "invoicedetails", "systemusers", "organizations"}
 EXPIRED_TOKEN = (
     "0x80044352",
     "Version stamp associated with the client has expired. Please perform a full sync.",
@@ -174,6 +193,20 @@ class DataverseEmulator(HttpsEmulator):
             self.integration_user,
             created=True,
         )
+        # The organization and its base currency, set when the environment was made.
+        self.base_currency = str(uuid.uuid4())
+        self._store("transactioncurrencies", self.base_currency, self._stamp(
+            "transactioncurrencies",
+            {"transactioncurrencyid": self.base_currency, "currencyname": "Euro",
+             "isocurrencycode": "EUR", "currencysymbol": "€", "exchangerate": 1.0,
+             "currencyprecision": 2},
+            self.administrator, created=True))  # fmt: skip
+        self.organization = str(uuid.uuid4())
+        self._store("organizations", self.organization, self._stamp(
+            "organizations",
+            {"organizationid": self.organization, "name": "CRONUS",
+             "_basecurrencyid_value": self.base_currency},
+            self.administrator, created=True))  # fmt: skip
 
     def __enter__(self) -> DataverseEmulator:
         super().__enter__()

@@ -294,7 +294,7 @@ def _active_holder(sessions: Any) -> str:
 
 def test_jobqueue_run_on_the_embedded_default_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobqueue.db'}"
-    settings = Settings(database_url=url, tick_seconds=0.2)
+    settings = Settings(database_url=url, tick_seconds=0.2, keep_one_off_entries=True)
     env = env_for(settings, REDIS_URL="")
     assert (
         subprocess.run(

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.base import Base, UTCDateTime, enum_type
+from domain.sales.models import Contact as Contact  # the CRM contact: owned there
 
 EMAIL_TEMPLATE = "EMAIL"
 
@@ -78,16 +79,6 @@ class EmailLoggingSetup(Base):
     graph_url: Mapped[str] = mapped_column(String(250), default="https://graph.microsoft.com/v1.0")
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     entry_code: Mapped[str] = mapped_column(String(20), default="EMAIL-LOGGING")
-
-
-class Contact(Base):
-    __tablename__ = "contacts"
-    __table_args__ = (Index("ix_contacts_email", "email"),)
-
-    no: Mapped[str] = mapped_column(String(20), primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), default="")
-    email: Mapped[str] = mapped_column(String(80), default="")
-    company_name: Mapped[str] = mapped_column(String(100), default="")
 
 
 class InteractionLogEntry(Base):

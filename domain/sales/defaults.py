@@ -7,6 +7,8 @@ Transforms name how a local value becomes a Dataverse value:
   owner                              the Dataverse user coupled to the salesperson code
                                      (left out when there is none)
   state                              blocked -> statecode 1 (retired), else 0
+  currency                           the coupled currency of the code; blank (the local
+                                     currency) is the organization's base currency
 """
 
 from __future__ import annotations
@@ -52,11 +54,15 @@ class MappingDef:
 
     @property
     def dependency_tables(self) -> frozenset[str]:
-        return frozenset(
+        lookups = {
             f.transform.split(":")[1]
             for f in self.fields
             if f.transform and f.transform.startswith("lookup:")
-        )
+        }
+        currencies = {
+            "currencies" for f in self.fields if f.transform == "currency" and f.local_field
+        }
+        return frozenset(lookups | currencies)
 
 
 UOM_LOOKUP = "lookup:units_of_measure:uoms"
@@ -78,6 +84,22 @@ DEFAULTS: tuple[MappingDef, ...] = (
         dataverse_filter="isdisabled eq false and applicationid eq null",
     ),
     MappingDef(
+        "CURRENCY",
+        "currencies",
+        "transactioncurrencies",
+        TO,
+        (
+            FieldDef("code", "isocurrencycode", validate=True),
+            FieldDef("description", "currencyname", validate=True),
+            FieldDef("symbol", "currencysymbol", validate=True),
+            FieldDef("exchange_rate", "exchangerate"),
+            FieldDef("decimals", "currencyprecision"),
+        ),
+        "CURRENCY",
+        "Currencies to transaction currencies",
+        inactivity_timeout=720,
+    ),
+    MappingDef(
         "CUSTOMER",
         "customers",
         "accounts",
@@ -96,6 +118,31 @@ DEFAULTS: tuple[MappingDef, ...] = (
         "Customers and accounts",
         inactivity_timeout=720,
         only_coupled=True,
+        update_conflict=UpdateConflict.SEND_LOCAL,
+    ),
+    MappingDef(
+        "CONTACT",
+        "contacts",
+        "contacts",
+        BOTH,
+        (
+            FieldDef("first_name", "firstname", BOTH),
+            FieldDef("surname", "lastname", BOTH),  # blank: from the full name (behaviour)
+            FieldDef("email", "emailaddress1", BOTH),
+            FieldDef("phone_no", "telephone1", BOTH),
+            FieldDef("job_title", "jobtitle", BOTH),
+            FieldDef(
+                "customer_no",
+                "parentcustomerid_account@odata.bind",
+                transform="lookup:customers:accounts",
+            ),
+            FieldDef("salesperson_code", "ownerid@odata.bind", transform="owner"),
+        ),
+        "CONTACT",
+        "Contacts and contacts, linked to their company's account",
+        inactivity_timeout=720,
+        only_coupled=True,
+        dependencies=("CUSTOMER",),
         update_conflict=UpdateConflict.SEND_LOCAL,
     ),
     MappingDef(
@@ -181,6 +228,7 @@ DEFAULTS: tuple[MappingDef, ...] = (
         (
             FieldDef("code", "name", validate=True),
             FieldDef("description", "description"),
+            FieldDef("", "transactioncurrencyid@odata.bind", transform="currency"),
         ),
         "CUSTPRCGRP-PRICE",
         "Customer price groups to price lists",
@@ -226,13 +274,20 @@ DEFAULTS: tuple[MappingDef, ...] = (
                 validate=True,
             ),
             FieldDef("salesperson_code", "ownerid@odata.bind", transform="owner"),
+            FieldDef("currency_code", "transactioncurrencyid@odata.bind", transform="currency"),
             FieldDef("due_date", "duedate"),
             FieldDef("amount", "totalamountlessfreight"),
             FieldDef("amount_including_vat", "totalamount"),
         ),
         "POSTEDSALESINV-INV",
         "Posted sales invoices and their lines to invoices and invoice products",
-        dependencies=("CUSTOMER", "ITEM-PRODUCT", "RESOURCE-PRODUCT", "CUSTPRCGRP-PRICE"),
+        dependencies=(
+            "CURRENCY",
+            "CUSTOMER",
+            "ITEM-PRODUCT",
+            "RESOURCE-PRODUCT",
+            "CUSTPRCGRP-PRICE",
+        ),
     ),
     MappingDef(
         "CUSTOMER-STATISTICS",

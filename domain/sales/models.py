@@ -6,7 +6,7 @@ find work by those watermarks and skip what the integration user wrote.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -26,6 +26,10 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from domain.base import Base, UTCDateTime
 
 Money = Numeric(18, 4)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Tracked:
@@ -75,6 +79,46 @@ class CustomerPriceGroup(Tracked, Base):
     __tablename__ = "customer_price_groups"
     code: Mapped[str] = mapped_column(String(10), primary_key=True)
     description: Mapped[str] = mapped_column(String(100), default="")
+
+
+class Currency(Tracked, Base):
+    """A foreign currency (the local currency is not one, as in Business Central)."""
+
+    __tablename__ = "currencies"
+    code: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO 4217
+    description: Mapped[str] = mapped_column(String(30), default="")
+    symbol: Mapped[str] = mapped_column(String(10), default="")
+    # Units of this currency per one unit of the local currency.
+    exchange_rate: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(1))
+    decimals: Mapped[int] = mapped_column(Integer, default=2)
+
+
+class Contact(Base):
+    """A person (or, with a company name only, a company) in the CRM: email logging
+    finds contacts by their address, and the CONTACT mapping syncs them with
+    Dataverse contacts, linked to the account of their customer."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_email", "email"),
+        Index("ix_contacts_modified_at", "modified_at"),
+    )
+
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")  # the full name
+    email: Mapped[str] = mapped_column(String(80), default="")
+    company_name: Mapped[str] = mapped_column(String(100), default="")
+    first_name: Mapped[str] = mapped_column(String(30), default="")
+    surname: Mapped[str] = mapped_column(String(30), default="")
+    phone_no: Mapped[str] = mapped_column(String(30), default="")
+    job_title: Mapped[str] = mapped_column(String(30), default="")
+    customer_no: Mapped[str] = mapped_column(String(20), default="")
+    salesperson_code: Mapped[str] = mapped_column(String(20), default="")
+    # Stamped as the other tables the sync reads (set here too for contacts that email
+    # logging and the sandbox add without saying when). Nullable in the database only
+    # because SQLite cannot make an added column NOT NULL without copying the table.
+    modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=_now, nullable=True)
+    modified_by: Mapped[str] = mapped_column(String(50), default="")
 
 
 class Customer(Tracked, Base):
@@ -164,7 +208,9 @@ LOCAL_MODELS: dict[str, type[Base]] = {
         Resource,
         Salesperson,
         CustomerPriceGroup,
+        Currency,
         Customer,
+        Contact,
         SalesPrice,
         SalesInvoiceHeader,
     )

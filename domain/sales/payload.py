@@ -29,6 +29,10 @@ class Resolver(Protocol):
 
     def coupled(self, local_table: str, local_id: str, entity_set: str) -> str | None: ...
 
+    def currency(self, code: str, attribute: str) -> str:
+        """A currency code -> "/transactioncurrencies(<id>)"; blank is the local
+        currency, which is the Dataverse organization's base currency."""
+
 
 def odata_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -46,10 +50,11 @@ def to_json(value: Any) -> Any:
 
 def record_label(local_table: str) -> str:
     """'units_of_measure' -> 'unit of measure', 'customer_price_groups' -> 'customer
-    price group', 'items' -> 'item'."""
+    price group', 'items' -> 'item', 'currencies' -> 'currency'."""
     words = local_table.split("_")
     head = 0 if "of" in words else len(words) - 1  # the noun that is plural
-    words[head] = words[head].removesuffix("s")
+    noun = words[head]
+    words[head] = noun[:-3] + "y" if noun.endswith("ies") else noun.removesuffix("s")
     return " ".join(words)
 
 
@@ -64,7 +69,7 @@ def build_payload(
         if f.constant is not None:
             payload[f.dataverse_attribute] = json.loads(f.constant)
             continue
-        value = values[f.local_field]
+        value = values[f.local_field] if f.local_field else ""
         blank = value is None or value == ""
         if blank and f.validate:
             raise RecordError(f"{f.local_field} must not be blank")
@@ -83,6 +88,9 @@ def build_payload(
                     f"salesperson {value!r} has no coupled Dataverse user; the record is "
                     "owned by the integration user"
                 )
+        elif transform == "currency":
+            code = "" if blank else str(value)
+            payload[f.dataverse_attribute] = resolver.currency(code, f.dataverse_attribute)
         elif transform == "state":
             payload[f.dataverse_attribute] = 1 if value else 0
         else:

@@ -19,8 +19,6 @@ from domain.sales.models import LOCAL_MODELS, SalesInvoiceLine, SalesPrice, tabl
 # The columns the application stamps itself: never taken from outside.
 STAMPED = frozenset({"modified_at", "modified_by", "statistics_modified_at", "id"})
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
-# Numeric(18, 4): at most 14 digits before the point.
-_MONEY_LIMIT = Decimal(10) ** 14
 
 
 class RecordError(ValueError):
@@ -110,7 +108,7 @@ def check_value(target: LocalTable, name: str, raw: Any) -> Any:
     if isinstance(kind, Integer):
         return _whole(name, raw)
     if isinstance(kind, Numeric):
-        return _number(name, raw)
+        return _number(name, raw, kind.precision or 18, kind.scale or 0)
     if isinstance(kind, Date):
         return _date(name, raw)
     if isinstance(kind, String):
@@ -139,17 +137,17 @@ def _whole(name: str, raw: Any) -> int:
     return value
 
 
-def _number(name: str, raw: Any) -> Decimal:
+def _number(name: str, raw: Any, precision: int, scale: int) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise RecordError(name, f"{raw!r} is not a number")
     try:
         value = Decimal(str(raw).strip())
     except InvalidOperation:
         raise RecordError(name, f"{raw!r} is not a number (use a point: 12.50)") from None
-    if not value.is_finite() or abs(value) >= _MONEY_LIMIT:
+    if not value.is_finite() or abs(value) >= Decimal(10) ** (precision - scale):
         raise RecordError(name, f"{raw!r} is out of range")
-    if value.as_tuple().exponent < -4:  # type: ignore[operator]
-        raise RecordError(name, f"{raw!r} has more than 4 decimals")
+    if value.as_tuple().exponent < -scale:  # type: ignore[operator]
+        raise RecordError(name, f"{raw!r} has more than {scale} decimals")
     return value
 
 

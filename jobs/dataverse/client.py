@@ -243,6 +243,17 @@ class DataverseClient:
             raise MalformedResponse("WhoAmI: the answer has no UserId")
         return user
 
+    def base_currency(self) -> str:
+        """The organization's base currency (`organization.basecurrencyid`): what a
+        record in the local currency is priced in."""
+        rows = self.query("organizations", ["_basecurrencyid_value"], key="organizationid",
+                          orderby="name asc")  # fmt: skip
+        for row in rows:
+            currency = row.get("_basecurrencyid_value")
+            if isinstance(currency, str) and currency:
+                return currency
+        raise MalformedResponse("reading organizations: no base currency")
+
     def query(
         self,
         entity_set: str,

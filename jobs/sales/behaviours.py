@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Select, String, cast, func, select, update
 
 from domain.sales.integration import Coupling, DataverseConnection
 from domain.sales.models import SalesInvoiceLine, Salesperson, SalesPrice, table
+from domain.sales.payload import RecordError
 from jobs.dataverse.batch import BatchItem, BatchOperation
 from jobs.dataverse.client import MAX_PER_REQUEST, DataverseError, MalformedResponse, Written
 from jobs.sales import writes
@@ -140,7 +141,9 @@ def default_price_list(ctx: SyncContext) -> str:
         )
         price_list = conn.execute(select(DC.c.default_price_list_id)).scalar_one()
     if ctx.client.get("pricelevels", price_list, ["name"]) is None:
-        ctx.client.create("pricelevels", price_list, {"name": DEFAULT_PRICE_LIST})
+        currency = ctx.currency("", "transactioncurrencyid@odata.bind")  # the local one
+        body = {"name": DEFAULT_PRICE_LIST, "transactioncurrencyid@odata.bind": currency}
+        ctx.client.create("pricelevels", price_list, body)
     ctx.cache["price_list"] = price_list
     return str(price_list)
 
@@ -354,7 +357,26 @@ class Salespeople(Behaviour):
         return code
 
 
+class Contacts(Behaviour):
+    def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
+        """Dataverse needs a last name. A contact known by its full name only (as email
+        logging adds them) is split as people write it: "Jo Smith", or "Smith, Jo"."""
+        if row.surname:
+            return {}
+        name = " ".join(str(row.name or "").split())
+        if not name:
+            raise RecordError(
+                "surname and name must not both be blank (Dataverse needs a last name)"
+            )
+        if "," in name:
+            last, _, first = name.partition(",")
+        else:
+            first, _, last = name.rpartition(" ")
+        return {"firstname": row.first_name or first.strip(), "lastname": last.strip()[:50]}
+
+
 _BEHAVIOURS: dict[str, Behaviour] = {
+    "CONTACT": Contacts(),
     "UNITOFMEASURE": UnitGroup(),
     "ITEM-PRODUCT": ItemProduct(),
     "SALESPRC-PRODPRICE": SalesPrices(),

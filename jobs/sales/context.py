@@ -27,3 +27,6 @@ class SyncContext:
 
     def lookup(self, transform: str, value: Any, attribute: str) -> str:
         return self.lookups.lookup(transform, value, attribute)
+
+    def currency(self, code: str, attribute: str) -> str:
+        return self.lookups.currency(code, attribute)

@@ -59,7 +59,11 @@ class SyncEngine:
                 .returning(R.c.id)
             ).scalar_one()
         ctx = SyncContext(
-            self.db, self.client, self.integration_user_id, self.clock, Lookups(self.db)
+            self.db,
+            self.client,
+            self.integration_user_id,
+            self.clock,
+            Lookups(self.db, base_currency=self.client.base_currency),
         )
         books = Books(self.db, name, mapping.local_table, mapping.entity_set, run_id, self.clock)
         counters = Counters()

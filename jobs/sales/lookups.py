@@ -7,7 +7,7 @@ chunk's payloads asks the database nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -25,9 +25,14 @@ C, M, P = table(Coupling), table(IntegrationTableMapping), table(PendingRecord)
 CHUNK = 500
 
 
+CURRENCY = "lookup:currencies:transactioncurrencies"
+
+
 class Lookups:
-    def __init__(self, db: Engine) -> None:
+    def __init__(self, db: Engine, base_currency: Callable[[], str] | None = None) -> None:
         self.db = db
+        self._base_currency = base_currency
+        self._base: str | None = None
         self._ids: dict[tuple[str, str, str], str | None] = {}
         self._exists: dict[tuple[str, str], bool] = {}
         self._failing: dict[tuple[str, str], str] = {}
@@ -89,6 +94,17 @@ class Lookups:
     def remember(self, local_table: str, local_id: str, entity_set: str, row_id: str) -> None:
         """A coupling made in this run: later chunks refer to it without a query."""
         self._ids[(local_table, str(local_id), entity_set)] = row_id
+
+    def currency(self, code: str, attribute: str) -> str:
+        """A foreign currency's coupled row; the local currency (blank) is the
+        organization's base currency, read once per run."""
+        if code:
+            return self.lookup(CURRENCY, code, attribute)
+        if self._base is None:
+            if self._base_currency is None:
+                raise RecordError("the Dataverse organization's base currency is not known")
+            self._base = self._base_currency()
+        return f"/transactioncurrencies({self._base})"
 
     def lookup(self, transform: str, value: Any, attribute: str) -> str:
         """`lookup:<table>:<set>` -> "/<set>(<id>)". A dependency that does not exist

@@ -94,6 +94,10 @@ class Pusher:
                 self.ctx.lookups.prefetch(
                     "salespersons", "systemusers", [r._mapping[f.local_field] for r in rows]
                 )
+            elif transform == "currency" and f.local_field:
+                self.ctx.lookups.prefetch(
+                    "currencies", "transactioncurrencies", [r._mapping[f.local_field] for r in rows]
+                )
         self.behaviour.prefetch(self.ctx, rows)
 
     def _settled(self, c: Candidate, retired: list[Candidate]) -> Result | None:
