@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.sales.job  # noqa: F401  (registers dataverse-sync)
@@ -23,9 +25,11 @@ from domain.sales.integration import (
     SyncError,
     SyncRun,
 )
+from jobs.dataverse.client import DataverseClient
 from jobs.microsoft.identity import PUBLIC_AUTHORITY_HOST
+from jobs.sales import matching
 from jobs.sales.conflicts import resolve
-from jobs.sales.connection import DataverseSetupError, save_connection
+from jobs.sales.connection import DataverseSetupError, connect, save_connection
 from jobs.sales.setup import setup_defaults
 from runtime.secrets import Secret, SecretBox
 from runtime.settings import Settings
@@ -130,6 +134,52 @@ class SalesCommands:
         with self._sessions().begin() as session:
             print(resolve(session, args.mapping, args.local_id, args.keep, utcnow()))
 
+    @contextmanager
+    def _dataverse(self) -> Iterator[tuple[Engine, DataverseClient]]:
+        engine = self._sessions().kw["bind"]
+        connected = connect(engine, SecretBox.from_env(), self.settings.verify)
+        try:
+            yield engine, connected.client
+        finally:
+            connected.client.close()
+
+    def match(self, args: argparse.Namespace) -> None:
+        """Preview match-based coupling; the plan is saved to be applied as it is."""
+        on = [name.strip() for name in args.on.split(",") if name.strip()]
+        with self._dataverse() as (engine, client):
+            plan = matching.preview(engine, client, args.mapping, on)
+        rows = [(p.local_id, p.row_id, ", ".join(p.values)) for p in plan.pairs]
+        print(render_table(("record", "dataverse row", "matched on"), rows))
+        print(f"{len(plan.pairs)} to couple, {len(plan.ambiguous)} ambiguous (left alone), "
+              f"{plan.unmatched} without a match")  # fmt: skip
+        if args.save:
+            Path(args.save).write_text(plan.to_json(), encoding="utf-8")
+            print(f"plan {plan.fingerprint} saved to {args.save}; couple exactly these with: "
+                  f"jobqueue sales match-apply {args.save}")  # fmt: skip
+
+    def match_apply(self, args: argparse.Namespace) -> None:
+        try:
+            text = Path(args.plan).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise matching.CouplingError(f"{args.plan}: {exc.strerror or exc}") from None
+        plan = matching.Plan.from_json(text)
+        with self._dataverse() as (engine, client):
+            left_out = matching.apply(engine, client, plan, utcnow())
+        for line in left_out:
+            print(f"left out: {line}")
+        print(f"{len(plan.pairs) - len(left_out)} coupled (plan {plan.fingerprint}); "
+              "the next run of the mapping synchronizes them")  # fmt: skip
+
+    def couple(self, args: argparse.Namespace) -> None:
+        with self._dataverse() as (engine, client):
+            matching.couple(engine, client, args.mapping, args.local_id, args.row_id, utcnow())
+        print(f"{args.local_id} coupled to {args.row_id}; the next run synchronizes it")
+
+    def uncouple(self, args: argparse.Namespace) -> None:
+        engine = self._sessions().kw["bind"]
+        row_id = matching.uncouple(engine, args.mapping, args.local_id)
+        print(f"{args.local_id} uncoupled from {row_id} (neither was deleted)")
+
     def errors(self, args: argparse.Namespace) -> None:
         with self._sessions()() as session:
             stmt = select(SyncError).order_by(SyncError.id.desc()).limit(args.limit)
@@ -177,6 +227,23 @@ def add_sales_commands(
     p = sales.add_parser("couplings", help="coupled records")
     p.set_defaults(handler=s.couplings)
     p.add_argument("--table")
+    p = sales.add_parser("match", help="preview match-based coupling (and save the plan)")
+    p.set_defaults(handler=s.match)
+    p.add_argument("mapping")
+    p.add_argument("--on", required=True, help="local fields to match on: name or no,city")
+    p.add_argument("--save", help="write the plan here, for match-apply")
+    p = sales.add_parser("match-apply", help="couple exactly the pairs of a saved plan")
+    p.set_defaults(handler=s.match_apply)
+    p.add_argument("plan")
+    p = sales.add_parser("couple", help="couple a record to an existing Dataverse row")
+    p.set_defaults(handler=s.couple)
+    p.add_argument("mapping")
+    p.add_argument("local_id")
+    p.add_argument("row_id")
+    p = sales.add_parser("uncouple", help="remove a record's coupling")
+    p.set_defaults(handler=s.uncouple)
+    p.add_argument("mapping")
+    p.add_argument("local_id")
     p = sales.add_parser("resolve", help="settle a recorded update conflict")
     p.set_defaults(handler=s.resolve)
     p.add_argument("mapping")

@@ -1,5 +1,6 @@
-"""Dynamics 365 Sales sync benchmark: 5,000 items, 500 customers and 2,000 posted invoice
-lines (1,000 invoices) on PostgreSQL, against the Dataverse emulator over HTTPS on
+"""Dynamics 365 Sales sync benchmark: 5,000 items, 500 customers with a contact each, two
+currencies and 2,000 posted invoice lines (1,000 invoices, half in a foreign currency) on
+PostgreSQL, against the Dataverse emulator over HTTPS on
 loopback. Prints, for the full first sync, an incremental sync after changing 1 % of the
 items, and an idle run: HTTP requests, requests per record, SQL statements per record,
 wall time and records per second; then creates measured side by side per table,
@@ -36,6 +37,8 @@ from domain.db import make_engine, make_session_factory
 from domain.migrations import upgrade
 from domain.sales.defaults import DEFAULTS
 from domain.sales.models import (
+    Contact,
+    Currency,
     Customer,
     Item,
     Resource,
@@ -129,6 +132,21 @@ def _seed(engine: Engine, items: int, customers: int, invoices: int) -> None:
             ],
         )
         conn.execute(
+            insert(table(Contact)),  # a contact person per customer
+            [
+                {"no": f"K{n:05d}", "first_name": "Pat", "surname": f"Buyer {n}",
+                 "email": f"buyer{n}@example.com", "customer_no": f"C{n:05d}", **stamp}
+                for n in range(customers)
+            ],
+        )  # fmt: skip
+        conn.execute(
+            insert(table(Currency)),
+            [
+                {"code": "USD", "description": "US Dollar", "symbol": "$", **stamp},
+                {"code": "GBP", "description": "Pound Sterling", "symbol": "£", **stamp},
+            ],
+        )
+        conn.execute(
             insert(table(SalesInvoiceHeader)),
             [
                 {
@@ -136,6 +154,7 @@ def _seed(engine: Engine, items: int, customers: int, invoices: int) -> None:
                     "customer_no": f"C{n % customers:05d}",
                     "salesperson_code": "JO",
                     "posting_date": date(2026, 11, 20),
+                    "currency_code": ("", "USD", "", "GBP")[n % 4],
                     "amount": Decimal(100),
                     **stamp,
                 }

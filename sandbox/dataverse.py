@@ -273,6 +273,13 @@ class DataverseEmulator(HttpsEmulator):
             )
         return user
 
+    def add(self, entity_set: str, values: dict[str, Any]) -> str:
+        """A row made in Dataverse by a person (the administrator); returns its id."""
+        row_id = str(uuid.uuid4())
+        with self.lock:
+            self._create(entity_set, row_id, values, self.administrator)
+        return row_id
+
     def edit(self, entity_set: str, row_id: str, changes: dict[str, Any], by: str) -> None:
         """A change made in Dataverse by the user `by` (a person, or the integration user)."""
         with self.lock:
