@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 import jobs.sales.job  # noqa: F401  (registers dataverse-sync)
 from admin.arguments import whole
 from admin.tables import render_table
+from admin.users_cli import cli_user
+from domain.audit.record import acting_as
 from domain.clock import utcnow
 from domain.sales.defaults import CATEGORY, DEFAULTS
 from domain.sales.integration import (
@@ -27,7 +29,7 @@ from domain.sales.integration import (
 )
 from jobs.dataverse.client import DataverseClient
 from jobs.microsoft.identity import PUBLIC_AUTHORITY_HOST
-from jobs.sales import matching
+from jobs.sales import matching, rerun
 from jobs.sales.conflicts import resolve
 from jobs.sales.connection import DataverseSetupError, connect, save_connection
 from jobs.sales.setup import setup_defaults
@@ -180,6 +182,30 @@ class SalesCommands:
         row_id = matching.uncouple(engine, args.mapping, args.local_id)
         print(f"{args.local_id} uncoupled from {row_id} (neither was deleted)")
 
+    @contextmanager
+    def _acting(self) -> Iterator[Session]:
+        with self._sessions().begin() as session:
+            yield acting_as(session, cli_user(), "cli")
+
+    def sync_record(self, args: argparse.Namespace) -> None:
+        with self._acting() as session:
+            code = rerun.sync_record(session, args.mapping, args.local_id, utcnow())
+        print(f"{args.local_id} queued; entry {code} runs now")
+
+    def retry(self, _args: argparse.Namespace) -> None:
+        with self._acting() as session:
+            counts = rerun.retry_failed(session, utcnow())
+        if not counts:
+            print("no failed records")
+        for name, count in sorted(counts.items()):
+            print(f"{name}: {count} failed record(s) retried now")
+
+    def full_sync(self, _args: argparse.Namespace) -> None:
+        with self._acting() as session:
+            codes = rerun.full_sync(session, utcnow())
+        print(f"full synchronization: {', '.join(codes)} run now, in this order; "
+              "follow it with: jobqueue sales runs")  # fmt: skip
+
     def errors(self, args: argparse.Namespace) -> None:
         with self._sessions()() as session:
             stmt = select(SyncError).order_by(SyncError.id.desc()).limit(args.limit)
@@ -244,6 +270,14 @@ def add_sales_commands(
     p.set_defaults(handler=s.uncouple)
     p.add_argument("mapping")
     p.add_argument("local_id")
+    p = sales.add_parser("sync", help="synchronize one record now (through its entry)")
+    p.set_defaults(handler=s.sync_record)
+    p.add_argument("mapping")
+    p.add_argument("local_id")
+    sales.add_parser("retry", help="retry every failed record now").set_defaults(handler=s.retry)
+    sales.add_parser(
+        "full-sync", help="every mapping reads and compares all records, in dependency order"
+    ).set_defaults(handler=s.full_sync)
     p = sales.add_parser("resolve", help="settle a recorded update conflict")
     p.set_defaults(handler=s.resolve)
     p.add_argument("mapping")

@@ -126,3 +126,56 @@ def test_the_command_line_previews_saves_and_applies_a_plan(
     assert code == 2 and "colour is not a plain field of CUSTOMER" in err
     code, out, _err = run("sales", "uncouple", "CUSTOMER", "C1")
     assert code == 0 and "uncoupled" in out
+
+
+def test_sync_now_retry_and_full_sync_go_through_the_entries(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    from datetime import date
+
+    from sqlalchemy import update
+
+    from domain.queue.models import JobQueueEntry
+    from domain.queue.status import EntryStatus
+    from domain.sales.integration import IntegrationTableMapping, PendingRecord
+    from jobs.sales import rerun
+    from tests.helpers import entry
+
+    dv = company.dataverse
+    with sessions.begin() as session:
+        save(session, "sales_invoice_headers", {"no": "103009", "customer_no": "C1",
+             "posting_date": date(2026, 11, 21), "currency_code": "XXX"},
+             user="ADMIN", tz=settings.tz)  # fmt: skip
+    sync(engine, company, settings.tz)
+    rows = {s: len(dv.rows(s)) for s in ("accounts", "products", "invoices", "contacts")}
+    with sessions.begin() as session:  # the entries asleep, as after quiet runs
+        session.execute(
+            update(JobQueueEntry)
+            .where(JobQueueEntry.code.in_(["CUSTOMER", "POSTEDSALESINV-INV"]))
+            .values(status=EntryStatus.ON_HOLD_INACTIVITY)
+        )
+
+    with sessions.begin() as session:
+        assert rerun.sync_record(session, "CUSTOMER", "C1", utcnow()) == "CUSTOMER"
+    assert entry(sessions, "CUSTOMER").status == EntryStatus.READY
+    with sessions() as session:
+        assert session.get(PendingRecord, ("CUSTOMER", "C1")) is not None
+    sync(engine, company, settings.tz, "CUSTOMER")
+    with sessions() as session:
+        assert session.get(PendingRecord, ("CUSTOMER", "C1")) is None  # it was synchronized
+    with sessions.begin() as session, pytest.raises(rerun.RerunError, match="no customers record"):
+        rerun.sync_record(session, "CUSTOMER", "C404", utcnow())
+
+    with sessions.begin() as session:
+        assert rerun.retry_failed(session, utcnow()) == {"POSTEDSALESINV-INV": 1}
+    assert entry(sessions, "POSTEDSALESINV-INV").status == EntryStatus.READY
+
+    with sessions.begin() as session:
+        codes = rerun.full_sync(session, utcnow())
+    assert codes[:3] == ["SALESPEOPLE", "CURRENCY", "CUSTOMER"]
+    with sessions() as session:
+        marks = session.execute(select(IntegrationTableMapping.local_watermark)).scalars()
+        assert set(marks) == {None}
+    again = sync(engine, company, settings.tz)
+    assert again["ITEM-PRODUCT"].unchanged >= 2  # every record read and compared again
+    assert {s: len(dv.rows(s)) for s in rows} == rows  # and nothing made twice
