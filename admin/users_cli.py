@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin.arguments import checked, whole
 from admin.tables import render_table
 from domain.clock import utcnow
-from domain.users.accounts import AccountError, add_user, check_role, create_token, set_email
+from domain.users.accounts import (
+    AccountError,
+    add_user,
+    change_web_service_key,
+    check_role,
+    create_token,
+    set_email,
+)
 from domain.users.models import User
 from runtime.settings import Settings
 
@@ -92,6 +99,20 @@ def add_user_commands(
     p.set_defaults(handler=email, command_name="email")
     p = users.add_parser("list", help="list users")
     p.set_defaults(handler=listing, command_name="list")
+
+    def web_service_key(args: argparse.Namespace) -> None:
+        with sessions().begin() as session:
+            key = change_web_service_key(session, args.name)
+        print(key)
+        print(f"(shown once: only its hash is stored; {args.name}'s previous key no longer "
+              "works)", file=sys.stderr)  # fmt: skip
+
+    p = users.add_parser(
+        "web-service-key",
+        help="Change Web Service Key: a new access key for the item availability web service",
+    )
+    p.add_argument("name")
+    p.set_defaults(handler=web_service_key, command_name="web-service-key")
     p = users.add_parser("token", help="create an API token for a user (printed once)")
     p.add_argument("name")
     p.set_defaults(handler=token, command_name="token")
@@ -103,3 +124,19 @@ def add_user_commands(
 
     p = sub.add_parser("web", help="the browser console and the HTTP API (JOBQUEUE_WEB_PORT)")
     p.set_defaults(handler=web, command_name="web")
+
+    def item_availability(args: argparse.Namespace) -> None:
+        import uvicorn
+
+        from admin.web.odata import odata_app
+
+        app = odata_app(sessions())
+        uvicorn.run(app, host=os.environ.get("JOBQUEUE_WEB_HOST", "127.0.0.1"), port=args.port,
+                    log_config=None)  # fmt: skip
+
+    p = sub.add_parser(
+        "item-availability",
+        help="the item availability web service alone (the web process serves it too)",
+    )
+    p.add_argument("--port", type=whole("port", 1, 65535), default=7048)
+    p.set_defaults(handler=item_availability, command_name="item-availability")

@@ -32,6 +32,7 @@ from admin.web.auth import (
     role_from_claims,
     sign_in,
 )
+from admin.web.odata import odata_router
 from domain.clock import utcnow
 from domain.db import make_session_factory
 from domain.queue import entries as ops
@@ -103,6 +104,7 @@ def create_web_app(
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api_router(sessions, settings))
+    app.include_router(odata_router(sessions))  # the item availability web service
 
     def who(request: Request) -> Principal:
         found = principal(request, sessions)

@@ -57,6 +57,8 @@ class Item(Tracked, Base):
     base_unit_of_measure: Mapped[str] = mapped_column(String(10), default="")
     unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Quantity on hand in the base unit: what the item availability web service reports.
+    inventory: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
 
 
 class Resource(Tracked, Base):

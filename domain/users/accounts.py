@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from datetime import datetime
 from functools import lru_cache
@@ -161,3 +162,21 @@ def user_for_token(session: Session, token: str, now: datetime) -> User | None:
     found.ApiToken.last_used_at = now
     user: User = found.User
     return user
+
+
+def change_web_service_key(session: Session, name: str) -> str:
+    """Business Central's "Change Web Service Key": a new key for the user, replacing
+    the old one at once; only its hash is stored, so this is the one time it can be read."""
+    user = _user(session, name)
+    key = secrets.token_urlsafe(32)
+    user.web_service_key_hash = _digest(key)
+    return key
+
+
+def user_for_web_service_key(session: Session, name: str, key: str) -> User | None:
+    """The user whose web service key this is (HTTP Basic: user name and key)."""
+    user = session.execute(select(User).where(User.name == name.strip())).scalar_one_or_none()
+    stored = (user.web_service_key_hash if user else None) or _digest("no key set")
+    if not hmac.compare_digest(stored, _digest(key)) or user is None:
+        return None
+    return user if user.web_service_key_hash else None

@@ -33,6 +33,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Where the job queue's notifications reach them (entries they run, or as an admin).
     email: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    # Business Central's Web Service Access Key (SHA-256 of it): the password with which
+    # Dynamics 365 Sales reads item availability over OData as this user.
+    web_service_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ApiToken(Base):
