@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from admin.web import actions, chart, queries
+from admin.web import actions, chart, odata, queries
 from admin.web.api import api_router
 from admin.web.auth import (
     CSRF_FIELD,
@@ -32,7 +32,6 @@ from admin.web.auth import (
     role_from_claims,
     sign_in,
 )
-from admin.web.odata import odata_router
 from domain.clock import utcnow
 from domain.db import make_session_factory
 from domain.queue import entries as ops
@@ -104,7 +103,7 @@ def create_web_app(
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api_router(sessions, settings))
-    app.include_router(odata_router(sessions))  # the item availability web service
+    odata.install(app, sessions)  # the item availability web service
 
     def who(request: Request) -> Principal:
         found = principal(request, sessions)

@@ -159,40 +159,28 @@ def odata_router(sessions: sessionmaker[Session]) -> APIRouter:
 
     @router.get("/")
     def service(request: Request) -> Response:
-        try:
-            caller(request)
-        except ODataError as exc:
-            return exc.response()
+        caller(request)
         sets = [{"name": ENTITY, "kind": "EntitySet", "url": ENTITY}]
         return JSONResponse({"@odata.context": f"{base(request)}$metadata", "value": sets})
 
     @router.get("/$metadata")
     def schema(request: Request) -> Response:
-        try:
-            caller(request)
-        except ODataError as exc:
-            return exc.response()
+        caller(request)
         return Response(metadata(), media_type="application/xml")
 
     @router.get(f"/{ENTITY}")
     def feed(request: Request) -> Response:
-        try:
-            caller(request)
-            return JSONResponse(_feed(request), headers={"OData-Version": "4.0"})
-        except ODataError as exc:
-            return exc.response()
+        caller(request)
+        return JSONResponse(_feed(request), headers={"OData-Version": "4.0"})
 
     @router.get(f"/{ENTITY}('{{no}}')")
     def one(request: Request, no: str) -> Response:
-        try:
-            caller(request)
-            names = _select(request.query_params.get("$select"))
-            with sessions() as session:
-                row = session.execute(select(FEED).where(FEED.c.No == no)).mappings().first()
-            if row is None:
-                raise ODataError(404, "NotFound", f"no {ENTITY} with No {no!r}")
-        except ODataError as exc:
-            return exc.response()
+        caller(request)
+        names = _select(request.query_params.get("$select"))
+        with sessions() as session:
+            row = session.execute(select(FEED).where(FEED.c.No == no)).mappings().first()
+        if row is None:
+            raise ODataError(404, "NotFound", f"no {ENTITY} with No {no!r}")
         context = {"@odata.context": f"{base(request)}$metadata#{ENTITY}/$entity"}
         return JSONResponse(context | _row(row, names), headers={"OData-Version": "4.0"})
 
@@ -236,9 +224,20 @@ def odata_router(sessions: sessionmaker[Session]) -> APIRouter:
     return router
 
 
+def install(app: FastAPI, sessions: sessionmaker[Session]) -> None:
+    """Serve the web service from `app`, its errors as OData error bodies."""
+
+    async def odata_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ODataError)
+        return exc.response()
+
+    app.add_exception_handler(ODataError, odata_error)
+    app.include_router(odata_router(sessions))
+
+
 def odata_app(sessions: sessionmaker[Session]) -> FastAPI:
     """The web service alone, for a deployment without the console."""
     app = FastAPI(title="jobqueue item availability", docs_url=None, redoc_url=None,
                   openapi_url=None)  # fmt: skip
-    app.include_router(odata_router(sessions))
+    install(app, sessions)
     return app
