@@ -46,6 +46,7 @@ KEYS = {
     "invoicedetails": "invoicedetailid",
     "accounts": "accountid",
     "contacts": "contactid",
+    "opportunities": "opportunityid",
     "systemusers": "systemuserid",
     "transactioncurrencies": "transactioncurrencyid",
     "organizations": "organizationid",
@@ -67,6 +68,7 @@ REQUIRED = {
     "invoicedetails": ["_invoiceid_value", "quantity"],
     "accounts": ["name"],
     "contacts": ["lastname"],
+    "opportunities": ["name"],
     "transactioncurrencies": [
         "currencyname",
         "isocurrencycode",

@@ -101,7 +101,7 @@ def test_prices_are_keyed_by_their_business_key_even_without_a_starting_date(
 def test_invoice_lines_need_their_posted_invoice(settings: Settings, sessions: Any) -> None:
     line = {"document_no": "103001", "line_no": 10000, "type": "Item", "no": "1000"}
     with (
-        pytest.raises(ImportRefused, match="line 1: document_no: no posted sales invoice '103001'"),
+        pytest.raises(ImportRefused, match="line 1: document_no: no sales invoice header '103001'"),
         sessions.begin() as session,
     ):
         import_rows(session, "sales_invoice_lines", [(1, line)], user="A", tz=settings.tz)
@@ -183,3 +183,18 @@ def test_a_large_import_is_a_few_statements_per_thousand_rows(
     assert len(statements) < 20  # 3 chunks: a read and an insert each, and the wake-up
     with sessions() as session:
         assert session.execute(select(func.count()).select_from(Item)).scalar_one() == 2500
+
+
+def test_an_opportunity_needs_its_contact_and_salesperson(
+    settings: Settings, sessions: Any
+) -> None:
+    row = {"no": "OP1", "description": "Deal", "contact_no": "CT404", "salesperson_code": "NOBODY",
+           "status": "Won"}  # fmt: skip
+    with pytest.raises(ImportRefused) as refused, sessions.begin() as session:
+        rows = [(1, row), (2, row | {"no": "OP2", "status": "Maybe"})]
+        import_rows(session, "opportunities", rows, user="A", tz=settings.tz)
+    assert refused.value.errors == [
+        "line 2: status: 'Maybe' is not one of Not Started, In Progress, Won, Lost",
+        "line 1: contact_no: no contact 'CT404'",
+        "line 1: salesperson_code: no salesperson 'NOBODY'",
+    ]

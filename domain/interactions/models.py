@@ -23,7 +23,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.base import Base, UTCDateTime, enum_type
-from domain.sales.models import Contact as Contact  # the CRM contact: owned there
+
+# The CRM's contacts and opportunities are owned by the sales tables (the sync reads them).
+from domain.sales.models import Contact as Contact
+from domain.sales.models import Opportunity as Opportunity
+from domain.sales.models import OpportunityStatus as OpportunityStatus
 
 EMAIL_TEMPLATE = "EMAIL"
 
@@ -41,13 +45,6 @@ class EwsAuthentication(StrEnum):
 class InformationFlow(StrEnum):
     INBOUND = "Inbound"  # a contact wrote to a salesperson
     OUTBOUND = "Outbound"  # a salesperson wrote to a contact
-
-
-class OpportunityStatus(StrEnum):
-    NOT_STARTED = "Not Started"
-    IN_PROGRESS = "In Progress"
-    WON = "Won"
-    LOST = "Lost"
 
 
 class EmailLoggingSetup(Base):
@@ -106,20 +103,3 @@ class InteractionLogEntry(Base):
     link: Mapped[str] = mapped_column(Text, default="")  # opens the message where it is stored
     attachments: Mapped[bool] = mapped_column(Boolean, default=False)
     opportunity_no: Mapped[str | None] = mapped_column(String(20), nullable=True)
-
-
-class Opportunity(Base):
-    __tablename__ = "opportunities"
-
-    no: Mapped[str] = mapped_column(String(20), primary_key=True)
-    description: Mapped[str] = mapped_column(String(250), default="")
-    contact_no: Mapped[str] = mapped_column(String(20), ForeignKey("contacts.no"))
-    salesperson_code: Mapped[str] = mapped_column(String(20), ForeignKey("salespersons.code"))
-    status: Mapped[OpportunityStatus] = mapped_column(
-        enum_type(OpportunityStatus, "opportunity_status", length=20),
-        default=OpportunityStatus.NOT_STARTED,
-    )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    interaction_entry_no: Mapped[int] = mapped_column(
-        Integer, ForeignKey("interaction_log_entries.entry_no"), unique=True
-    )

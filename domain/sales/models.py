@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -23,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from domain.base import Base, UTCDateTime
+from domain.base import Base, UTCDateTime, enum_type
 
 Money = Numeric(18, 4)
 
@@ -123,6 +124,39 @@ class Contact(Base):
     modified_by: Mapped[str] = mapped_column(String(50), default="")
 
 
+class OpportunityStatus(StrEnum):
+    NOT_STARTED = "Not Started"
+    IN_PROGRESS = "In Progress"
+    WON = "Won"
+    LOST = "Lost"
+
+
+class Opportunity(Base):
+    """A sales opportunity with a contact: made from a logged email, or here, and synced
+    with Dataverse opportunities by the OPPORTUNITY mapping."""
+
+    __tablename__ = "opportunities"
+    __table_args__ = (Index("ix_opportunities_modified_at", "modified_at"),)
+
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    description: Mapped[str] = mapped_column(String(250), default="")
+    contact_no: Mapped[str] = mapped_column(String(20), ForeignKey("contacts.no"))
+    salesperson_code: Mapped[str] = mapped_column(String(20), ForeignKey("salespersons.code"))
+    status: Mapped[OpportunityStatus] = mapped_column(
+        enum_type(OpportunityStatus, "opportunity_status", length=20),
+        default=OpportunityStatus.NOT_STARTED,
+    )
+    estimated_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    estimated_close_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    # The logged email it was made from, if it was.
+    interaction_entry_no: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("interaction_log_entries.entry_no"), unique=True, nullable=True
+    )
+    modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=_now, nullable=True)
+    modified_by: Mapped[str] = mapped_column(String(50), default="")
+
+
 class Customer(Tracked, Base):
     __tablename__ = "customers"
     no: Mapped[str] = mapped_column(String(20), primary_key=True)
@@ -213,6 +247,7 @@ LOCAL_MODELS: dict[str, type[Base]] = {
         Currency,
         Customer,
         Contact,
+        Opportunity,
         SalesPrice,
         SalesInvoiceHeader,
     )

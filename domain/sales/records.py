@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Boolean, Date, Integer, Numeric, String, Table
+from sqlalchemy import Boolean, Date, Enum, Integer, Numeric, String, Table
 
 from domain.base import Base
 from domain.sales.models import LOCAL_MODELS, SalesInvoiceLine, SalesPrice, table
@@ -111,6 +111,8 @@ def check_value(target: LocalTable, name: str, raw: Any) -> Any:
         return _number(name, raw, kind.precision or 18, kind.scale or 0)
     if isinstance(kind, Date):
         return _date(name, raw)
+    if isinstance(kind, Enum):  # before String: an Enum is stored as a string
+        return _choice(name, raw, list(kind.enums))
     if isinstance(kind, String):
         return _text(name, raw, kind.length)
     raise RecordError(name, f"cannot be imported ({kind})")
@@ -149,6 +151,12 @@ def _number(name: str, raw: Any, precision: int, scale: int) -> Decimal:
     if value.as_tuple().exponent < -scale:  # type: ignore[operator]
         raise RecordError(name, f"{raw!r} has more than {scale} decimals")
     return value
+
+
+def _choice(name: str, raw: Any, choices: list[str]) -> str:
+    if not isinstance(raw, str) or raw not in choices:
+        raise RecordError(name, f"{raw!r} is not one of {', '.join(choices)}")
+    return raw
 
 
 def _date(name: str, raw: Any) -> date:

@@ -101,7 +101,11 @@ class Changes:
 
 
 def logical_name(entity_set: str) -> str:
-    """The table's logical name ("products" -> "product"), for `@odata.type`."""
+    """The table's logical name ("products" -> "product", "opportunities" ->
+    "opportunity", "transactioncurrencies" -> "transactioncurrency"), for `@odata.type`
+    and the primary key's name."""
+    if entity_set.endswith("ies"):
+        return entity_set[:-3] + "y"
     return entity_set.removesuffix("s")
 
 

@@ -365,9 +365,7 @@ class Contacts(Behaviour):
             return {}
         name = " ".join(str(row.name or "").split())
         if not name:
-            raise RecordError(
-                "surname and name must not both be blank (Dataverse needs a last name)"
-            )
+            raise RecordError("surname and name are blank; Dataverse needs a last name")
         if "," in name:
             last, _, first = name.partition(",")
         else:

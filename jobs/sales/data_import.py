@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain.sales.models import SalesInvoiceHeader
+from domain.sales.payload import record_label
 from domain.sales.records import LocalTable, RecordError, check_record, local_table
 from jobs.sales.local import Saved, save_many
 
@@ -99,7 +99,7 @@ def import_rows(
             continue
         seen[key] = number
         records.append((number, record))
-    errors += _missing_invoices(session, target, records)
+    errors += _missing_references(session, target, records)
     if errors:
         raise ImportRefused(errors)
     if not records:
@@ -115,23 +115,26 @@ def _checked(target: LocalTable, row: Any) -> dict[str, Any]:
     return check_record(target, row)
 
 
-def _missing_invoices(
+def _missing_references(
     session: Session, target: LocalTable, records: list[tuple[int, dict[str, Any]]]
 ) -> list[str]:
-    """Invoice lines need their posted invoice."""
-    if target.name != "sales_invoice_lines":
-        return []
-    wanted = {r["document_no"] for _, r in records}
-    found = set(
-        session.execute(
-            select(SalesInvoiceHeader.no).where(SalesInvoiceHeader.no.in_(wanted))
-        ).scalars()
-    )
-    return [
-        f"line {n}: document_no: no posted sales invoice {r['document_no']!r}"
-        for n, r in records
-        if r["document_no"] not in found
-    ]
+    """A value that refers to another table (an invoice line's invoice, an opportunity's
+    contact) must name a record there: one read per reference, a line per bad row."""
+    errors = []
+    position = {c.name: i for i, c in enumerate(target.table.columns)}
+    for fk in sorted(target.table.foreign_keys, key=lambda k: position[k.parent.name]):
+        name, column = fk.parent.name, fk.column
+        wanted = {r[name] for _, r in records if r.get(name) not in (None, "")}
+        if not wanted:
+            continue
+        found = set(session.execute(select(column).where(column.in_(wanted))).scalars())
+        label = record_label(column.table.name)
+        errors += [
+            f"line {n}: {name}: no {label} {r[name]!r}"
+            for n, r in records
+            if r.get(name) not in (None, "") and r[name] not in found
+        ]
+    return errors
 
 
 def _shown(key: tuple[Any, ...]) -> str:

@@ -33,6 +33,7 @@ from domain.sales.integration import (
 from domain.sales.models import table
 from domain.sales.outcome import Counters, Outcome
 from domain.sales.payload import odata_datetime
+from domain.sales.records import IMPORTABLE, RecordError, check_value
 from domain.sales.row_filter import matches, terms
 from jobs.dataverse.client import (
     DeltaRefused,
@@ -279,6 +280,26 @@ class Puller:
     def _values(self, row: dict[str, Any]) -> dict[str, Any]:
         return {f.local_field: row.get(f.dataverse_attribute) for f in self.fields if f.local_field}
 
+    def _converted(self, row: dict[str, Any], row_id: str) -> dict[str, Any]:
+        """The row's values as the local columns store them (a date from its text, a
+        number as a decimal), by the one check every way in uses; a value that does not
+        fit raises RecordError naming the field and the row."""
+        target = IMPORTABLE.get(self.mapping.local_table)
+        values = self._values(row)
+        if target is None:
+            return values
+        converted = {}
+        for name, raw in values.items():
+            if raw is None and not target.table.c[name].nullable:
+                raw = target.default(name)  # Dataverse's empty number: the local default
+            try:
+                converted[name] = check_value(target, name, raw)
+            except RecordError as exc:
+                raise RecordError(
+                    exc.field, f"{exc.reason} (in {self.mapping.entity_set}({row_id}))"
+                ) from None
+        return converted
+
     def _blank(self, row: dict[str, Any], row_id: str) -> str | None:
         for f in self.fields:
             if f.validate and row.get(f.dataverse_attribute) in (None, ""):
@@ -335,7 +356,11 @@ class Puller:
             return Result(
                 local_id, Outcome.CONFLICT, message, row_id, couple=[conflict], retry=False
             )
-        updates.append({"_local_key": local_id, **self._values(row), **stamp})
+        try:
+            values = self._converted(row, row_id)
+        except RecordError as exc:
+            return Result(local_id, Outcome.FAILED, str(exc), row_id, retry=False)
+        updates.append({"_local_key": local_id, **values, **stamp})
         return Result(
             local_id,
             Outcome.MODIFIED,
@@ -359,7 +384,10 @@ class Puller:
         blank = self._blank(row, row_id)
         if blank is not None:
             return Result("", Outcome.FAILED, blank, row_id, retry=False)
-        values = self._values(row)
+        try:
+            values = self._converted(row, row_id)
+        except RecordError as exc:
+            return Result(match or "", Outcome.FAILED, str(exc), row_id, retry=False)
         local_id = match
         if local_id is None:
             local_id = self.behaviour.new_local_key(values, taken)

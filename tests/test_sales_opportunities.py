@@ -1,0 +1,82 @@
+"""Issue 18, point 2: opportunities both ways. Opportunities made here (or from a logged
+email) go to Dataverse with their contact and the salesperson as owner; changes made to
+a coupled opportunity in Sales come back."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from domain.clock import utcnow
+from domain.sales.integration import SyncError
+from domain.sales.models import Opportunity
+from jobs.sales.local import save
+from runtime.settings import Settings
+from tests.sales_fixtures import Sandbox, sync
+
+
+def test_opportunities_go_to_sales_with_their_contact_and_come_back_changed(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    from admin.email_logging import to_opportunity
+    from domain.interactions.models import InformationFlow, InteractionLogEntry
+
+    dv = company.dataverse
+    with sessions.begin() as session:
+        save(session, "contacts", {"no": "CT1", "first_name": "Ann", "surname": "Lee",
+             "customer_no": "C1"}, user="ADMIN", tz=settings.tz)  # fmt: skip
+        save(session, "contacts", {"no": "CT9", "surname": "Later"}, user="ADMIN", tz=settings.tz)
+        save(session, "opportunities", {"no": "OP1", "description": "20 bicycles",
+             "contact_no": "CT1", "salesperson_code": "JO", "estimated_value": Decimal(5000),
+             "estimated_close_date": date(2026, 12, 31)}, user="ADMIN", tz=settings.tz)  # fmt: skip
+        entry = InteractionLogEntry(contact_no="CT1", salesperson_code="JO",
+                                    information_flow=InformationFlow.INBOUND, subject="Fleet offer",
+                                    occurred_at=utcnow(), logged_at=utcnow(), message_id="<m1@x>",
+                                    message_key="k1")  # fmt: skip
+        session.add(entry)
+        session.flush()
+        from_email = to_opportunity(session, entry.entry_no)  # made from a logged email
+    sync(engine, company, settings.tz, "SALESPEOPLE", "CUSTOMER")
+    first = sync(engine, company, settings.tz, "CONTACT", "OPPORTUNITY")
+    assert first["OPPORTUNITY"].inserted == 2
+    contacts = {c["lastname"]: c for c in dv.rows("contacts")}
+    deals = {o["name"]: o for o in dv.rows("opportunities")}
+    deal = deals["20 bicycles"]
+    jim = next(u for u in dv.rows("systemusers") if u["internalemailaddress"] == "jim@cronus.com")
+    assert deal["_parentcontactid_value"] == contacts["Lee"]["contactid"]
+    assert deal["_ownerid_value"] == jim["systemuserid"]
+    assert (deal["estimatedvalue"], deal["estimatedclosedate"]) == (5000.0, "2026-12-31")
+    assert deals["Fleet offer"]["_parentcontactid_value"] == contacts["Lee"]["contactid"]
+    assert from_email.no != "OP1"
+
+    dv.edit("opportunities", deal["opportunityid"],
+            {"name": "25 bicycles", "estimatedvalue": 6250.0, "estimatedclosedate": "2027-01-15"},
+            by=dv.administrator)  # fmt: skip
+    back = sync(engine, company, settings.tz, "OPPORTUNITY")
+    assert back["OPPORTUNITY"].modified == 1
+    with sessions() as session:
+        op1 = session.get(Opportunity, "OP1")
+        assert op1 is not None
+        assert (op1.description, op1.estimated_value) == ("25 bicycles", Decimal(6250))
+        assert op1.estimated_close_date == date(2027, 1, 15)
+    assert not sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"].activity
+
+
+def test_an_opportunity_whose_contact_is_not_in_sales_waits_naming_it(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    with sessions.begin() as session:
+        save(session, "contacts", {"no": "CT2", "surname": ""}, user="ADMIN", tz=settings.tz)
+        save(session, "opportunities", {"no": "OP2", "description": "Spare parts",
+             "contact_no": "CT2", "salesperson_code": "JO"},
+             user="ADMIN", tz=settings.tz)  # fmt: skip
+    results = sync(engine, company, settings.tz)
+    assert results["OPPORTUNITY"].skipped == 1
+    with sessions() as session:
+        reasons = [e.message for e in session.execute(
+            select(SyncError).where(SyncError.local_id == "OP2")).scalars()]  # fmt: skip
+    assert any("contact 'CT2' is not coupled to Dataverse yet" in r for r in reasons), reasons
+    assert any("surname and name are blank" in r for r in reasons), reasons  # its own reason
