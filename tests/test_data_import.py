@@ -129,7 +129,10 @@ VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=
                    st.text(max_size=120), st.lists(st.integers(), max_size=2))  # fmt: skip
 
 
-@hsettings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SLOW_BOX = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]  # a loaded 2-core CI
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=SLOW_BOX)
 @given(st.dictionaries(st.sampled_from([*TABLE.fields, "colour", "modified_at"]), VALUES,
                        max_size=6))  # fmt: skip
 def test_any_row_is_either_stored_as_checked_or_refused_naming_a_field(

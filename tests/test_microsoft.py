@@ -352,7 +352,9 @@ def test_the_emulator_ignores_a_products_price_list_on_create(dataverse: Any) ->
     api = f"{dataverse.dataverse.url}/api/data/v9.2"
     headers = {"Authorization": f"Bearer {_dataverse_token(dataverse)}"}
     with httpx.Client(verify=tls(dataverse.bundle)) as http:
-        level = http.post(f"{api}/pricelevels", headers=headers, json={"name": "PL"})
+        currency = f"/transactioncurrencies({dataverse.dataverse.base_currency})"
+        body = {"name": "PL", "transactioncurrencyid@odata.bind": currency}
+        level = http.post(f"{api}/pricelevels", headers=headers, json=body)
         level_id = level.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
         group = http.post(
             f"{api}/uomschedules", headers=headers, json={"name": "PCS", "baseuomname": "PCS"}
