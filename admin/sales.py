@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import jobs.sales.job  # noqa: F401  (registers dataverse-sync)
-from admin.arguments import whole
+from admin.arguments import checked, whole
 from admin.tables import render_table
 from admin.users_cli import cli_user
 from domain.audit.record import acting_as
@@ -31,10 +31,17 @@ from jobs.dataverse.client import DataverseClient
 from jobs.microsoft.identity import PUBLIC_AUTHORITY_HOST
 from jobs.sales import matching, rerun
 from jobs.sales.conflicts import resolve
-from jobs.sales.connection import DataverseSetupError, connect, save_connection
+from jobs.sales.connection import DataverseSetupError, connect, save_connection, set_switches
 from jobs.sales.setup import setup_defaults
 from runtime.secrets import Secret, SecretBox
 from runtime.settings import Settings
+
+
+def yes_or_no(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("yes", "no", "true", "false", "on", "off", "1", "0"):
+        raise ValueError(f"{text!r} is not yes or no")
+    return value in ("yes", "true", "on", "1")
 
 
 def _secret(env_name: str | None) -> Secret:
@@ -206,6 +213,18 @@ class SalesCommands:
         print(f"full synchronization: {', '.join(codes)} run now, in this order; "
               "follow it with: jobqueue sales runs")  # fmt: skip
 
+    def options(self, args: argparse.Namespace) -> None:
+        """The sales order integration switches of the connection setup."""
+        with self._acting() as session:
+            state = set_switches(
+                session,
+                sales_order_integration=args.sales_orders,
+                auto_create_sales_orders=args.auto_create_orders,
+                auto_process_quotes=args.auto_process_quotes,
+            )
+        for name, on in state.items():
+            print(f"{name.replace('_', ' ')}: {'yes' if on else 'no'}")
+
     def errors(self, args: argparse.Namespace) -> None:
         with self._sessions()() as session:
             stmt = select(SyncError).order_by(SyncError.id.desc()).limit(args.limit)
@@ -278,6 +297,14 @@ def add_sales_commands(
     sales.add_parser(
         "full-sync", help="every mapping reads and compares all records, in dependency order"
     ).set_defaults(handler=s.full_sync)
+    p = sales.add_parser("options", help="sales order integration switches (show or set)")
+    p.set_defaults(handler=s.options)
+    for flag, dest, what in (
+        ("--sales-orders", "sales_orders", "sales order integration"),
+        ("--auto-create-orders", "auto_create_orders", "orders submitted in Sales made here"),
+        ("--auto-process-quotes", "auto_process_quotes", "quotes activated in Sales made here"),
+    ):
+        p.add_argument(flag, dest=dest, type=checked(yes_or_no), help=f"yes or no: {what}")
     p = sales.add_parser("resolve", help="settle a recorded update conflict")
     p.set_defaults(handler=s.resolve)
     p.add_argument("mapping")

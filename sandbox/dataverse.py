@@ -47,6 +47,11 @@ KEYS = {
     "accounts": "accountid",
     "contacts": "contactid",
     "opportunities": "opportunityid",
+    "salesorders": "salesorderid",
+    "salesorderdetails": "salesorderdetailid",
+    "quotes": "quoteid",
+    "quotedetails": "quotedetailid",
+    "annotations": "annotationid",
     "systemusers": "systemuserid",
     "transactioncurrencies": "transactioncurrencyid",
     "organizations": "organizationid",
@@ -69,6 +74,10 @@ REQUIRED = {
     "accounts": ["name"],
     "contacts": ["lastname"],
     "opportunities": ["name"],
+    "salesorders": ["name", "_customerid_value", "_pricelevelid_value"],
+    "salesorderdetails": ["_salesorderid_value", "quantity"],
+    "quotes": ["name", "_customerid_value", "_pricelevelid_value"],
+    "quotedetails": ["_quoteid_value", "quantity"],
     "transactioncurrencies": [
         "currencyname",
         "isocurrencycode",
@@ -83,12 +92,13 @@ UNIQUE = {"products": "productnumber", "uomschedules": "name", "pricelevels": "n
 # product's default price list (pricelevelid) is set by an update.
 NOT_FOR_CREATE = {"products": {"pricelevelid@odata.bind"}}
 # Navigation properties whose lookup column has another name.
-NAVIGATION = {"customerid_account": "customerid", "parentcustomerid_account": "parentcustomerid"}
+NAVIGATION = {"customerid_account": "customerid", "parentcustomerid_account": "parentcustomerid",
+              "objectid_salesorder": "objectid", "objectid_quote": "objectid"}  # fmt: skip
 GUID = r"[0-9a-fA-F-]{36}"
 BULK_MESSAGES = "CreateMultiple, UpdateMultiple, UpsertMultiple"
 # Tables without the bulk messages ("not all tables support them": the emulator's choice,
 # so the client's fallback to $batch is exercised by the invoice sync).
-NO_BULK = {"invoices", "invoicedetails", "systemusers", "organizations"}
+NO_BULK = {"invoices", "invoicedetails", "systemusers", "organizations", "annotations"}
 EXPIRED_TOKEN = (
     "0x80044352",
     "Version stamp associated with the client has expired. Please perform a full sync.",

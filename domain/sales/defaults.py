@@ -65,6 +65,22 @@ class MappingDef:
         return frozenset(lookups | currencies)
 
 
+def _documents(name: str, entity_set: str, description: str) -> MappingDef:
+    """Sales order integration: documents made in Sales come here (jobs.sales.documents)."""
+    return MappingDef(
+        name,
+        "sales_headers",
+        entity_set,
+        FROM,
+        (FieldDef("your_reference", "name", FROM),),
+        name,
+        f"{description} (sales order integration)",
+        minutes_between_runs=5,
+        inactivity_timeout=30,
+        dependencies=("CURRENCY", "CUSTOMER", "ITEM-PRODUCT", "RESOURCE-PRODUCT"),
+    )
+
+
 UOM_LOOKUP = "lookup:units_of_measure:uoms"
 UOM_GROUP_LOOKUP = "lookup:units_of_measure:uomschedules"
 
@@ -313,6 +329,8 @@ DEFAULTS: tuple[MappingDef, ...] = (
             "CUSTPRCGRP-PRICE",
         ),
     ),
+    _documents("SALESORDER-ORDER", "salesorders", "Orders submitted in Sales become sales orders"),
+    _documents("QUOTE-SALESQUOTE", "quotes", "Quotes activated in Sales become sales quotes"),
     MappingDef(
         "CUSTOMER-STATISTICS",
         "customers",

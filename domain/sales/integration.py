@@ -72,6 +72,11 @@ class DataverseConnection(Base):
     integration_user_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # The price list item sync keeps in Dataverse (not to be edited by hand there).
     default_price_list_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Sales order integration (the connection setup's switches): orders submitted in
+    # Sales become sales orders here, automatically; activated quotes become quotes.
+    sales_order_integration: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_create_sales_orders: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_process_quotes: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class IntegrationTableMapping(Base):

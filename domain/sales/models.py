@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Numeric,
@@ -232,6 +233,63 @@ class SalesInvoiceLine(Base):
     line_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
 
 
+class DocumentType(StrEnum):
+    QUOTE = "Quote"
+    ORDER = "Order"
+
+
+class DocumentStatus(StrEnum):
+    OPEN = "Open"
+    RELEASED = "Released"
+
+
+class SalesHeader(Tracked, Base):
+    """A sales quote or order (not yet posted)."""
+
+    __tablename__ = "sales_headers"
+    __table_args__ = (
+        # The Dataverse quote or order it came from: read twice, it is still one document.
+        UniqueConstraint("document_type", "dataverse_id", name="uq_sales_headers_dataverse"),
+        Index("ix_sales_headers_modified_at", "modified_at"),
+    )
+    document_type: Mapped[DocumentType] = mapped_column(
+        enum_type(DocumentType, "sales_document_type", 10), primary_key=True
+    )
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    customer_no: Mapped[str] = mapped_column(String(20))
+    salesperson_code: Mapped[str] = mapped_column(String(20), default="")
+    order_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    currency_code: Mapped[str] = mapped_column(String(10), default="")
+    status: Mapped[DocumentStatus] = mapped_column(
+        enum_type(DocumentStatus, "sales_document_status", 10), default=DocumentStatus.OPEN
+    )
+    your_reference: Mapped[str] = mapped_column(String(100), default="")
+    dataverse_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class SalesLine(Base):
+    __tablename__ = "sales_lines"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["document_type", "document_no"],
+            ["sales_headers.document_type", "sales_headers.no"],
+            ondelete="CASCADE",
+        ),
+    )
+    document_type: Mapped[DocumentType] = mapped_column(
+        enum_type(DocumentType, "sales_line_document_type", 10), primary_key=True
+    )
+    document_no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(20), default="")  # Item, Resource; "" = text
+    no: Mapped[str] = mapped_column(String(20), default="")
+    description: Mapped[str] = mapped_column(String(100), default="")
+    quantity: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    unit_of_measure_code: Mapped[str] = mapped_column(String(10), default="")
+    unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    line_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+
+
 def table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
@@ -250,5 +308,6 @@ LOCAL_MODELS: dict[str, type[Base]] = {
         Opportunity,
         SalesPrice,
         SalesInvoiceHeader,
+        SalesHeader,
     )
 }

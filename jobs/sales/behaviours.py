@@ -24,11 +24,12 @@ from sqlalchemy import Connection, Select, String, cast, func, select, update
 
 from domain.sales.integration import Coupling, DataverseConnection
 from domain.sales.models import SalesInvoiceLine, Salesperson, SalesPrice, table
+from domain.sales.outcome import Counters
 from domain.sales.payload import RecordError
 from jobs.dataverse.batch import BatchItem, BatchOperation
 from jobs.dataverse.client import MAX_PER_REQUEST, DataverseError, MalformedResponse, Written
-from jobs.sales import writes
-from jobs.sales.books import Couple
+from jobs.sales import documents, writes
+from jobs.sales.books import Books, Couple
 from jobs.sales.candidates import Candidate
 from jobs.sales.context import SyncContext
 from jobs.sales.mapping import Mapping
@@ -93,6 +94,11 @@ class Behaviour:
 
     def taken_keys(self, conn: Connection) -> set[str]:
         return set()
+
+    def intake(self, ctx: SyncContext, mapping: Mapping, books: Books) -> Counters | None:
+        """Reads from Dataverse its own way (quotes and orders with their lines); None:
+        the generic pull reads the mapping's rows."""
+        return None
 
 
 class UnitGroup(Behaviour):
@@ -373,7 +379,19 @@ class Contacts(Behaviour):
         return {"firstname": row.first_name or first.strip(), "lastname": last.strip()[:50]}
 
 
+class Documents(Behaviour):
+    """Quotes activated and orders submitted in Sales, made here (jobs.sales.documents)."""
+
+    def __init__(self, kind: documents.Kind) -> None:
+        self.kind = kind
+
+    def intake(self, ctx: SyncContext, mapping: Mapping, books: Books) -> Counters | None:
+        return documents.DocumentIntake(ctx, mapping, books, self.kind).pull()
+
+
 _BEHAVIOURS: dict[str, Behaviour] = {
+    "SALESORDER-ORDER": Documents(documents.ORDERS),
+    "QUOTE-SALESQUOTE": Documents(documents.QUOTES),
     "CONTACT": Contacts(),
     "UNITOFMEASURE": UnitGroup(),
     "ITEM-PRODUCT": ItemProduct(),

@@ -87,3 +87,22 @@ def connect(db: Engine, box: SecretBox, verify: str | bool = True) -> Connected:
         with db.begin() as conn:
             conn.execute(update(DC).where(DC.c.id == 1).values(integration_user_id=user))
     return Connected(client, user)
+
+
+SWITCHES = ("sales_order_integration", "auto_create_sales_orders", "auto_process_quotes")
+
+
+def set_switches(session: Session, **switches: bool | None) -> dict[str, bool]:
+    """The connection's sales order integration switches; those given None stay."""
+    unknown = set(switches) - set(SWITCHES)
+    if unknown:
+        raise DataverseSetupError(
+            f"no switch {sorted(unknown)[0]!r} (switches: {', '.join(SWITCHES)})"
+        )
+    row = session.get(DataverseConnection, 1)
+    if row is None:
+        raise DataverseSetupError("no Dataverse connection is set up (jobqueue sales setup)")
+    for name, value in switches.items():
+        if value is not None:
+            setattr(row, name, value)
+    return {name: bool(getattr(row, name)) for name in SWITCHES}

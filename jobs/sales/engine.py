@@ -69,7 +69,10 @@ class SyncEngine:
         counters = Counters()
         direction = mapping.row.direction
         if direction in (Direction.FROM_DATAVERSE, Direction.BIDIRECTIONAL):
-            pulled = Puller(ctx, mapping, behaviour_for(name), books, self.cancelled).pull()
+            behaviour = behaviour_for(name)
+            pulled = behaviour.intake(ctx, mapping, books)
+            if pulled is None:
+                pulled = Puller(ctx, mapping, behaviour, books, self.cancelled).pull()
             if pulled.inserted:
                 self._wake(f"coupled:{mapping.local_table}")
             counters.add(pulled)

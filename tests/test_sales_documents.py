@@ -1,0 +1,136 @@
+"""Issue 18, point 3: sales order integration. An order submitted in Sales becomes one
+sales order here with its lines, however often it is read, submitted again, or after a
+run that lost its coupling; an activated quote becomes one sales quote; the connection's
+switches decide; a document that refers to something not coupled fails alone."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+
+from domain.sales.integration import Coupling, SyncError
+from domain.sales.models import DocumentType, SalesHeader, SalesLine
+from jobs.sales.connection import set_switches
+from runtime.settings import Settings
+from tests.sales_fixtures import Sandbox, sync
+
+ORDERS, QUOTES = "SALESORDER-ORDER", "QUOTE-SALESQUOTE"
+
+
+def documents(sessions: Any, kind: DocumentType) -> list[SalesHeader]:
+    with sessions() as session:
+        stmt = select(SalesHeader).where(SalesHeader.document_type == kind)
+        return list(session.execute(stmt).scalars())
+
+
+def lines(sessions: Any, no: str) -> list[SalesLine]:
+    with sessions() as session:
+        stmt = select(SalesLine).where(SalesLine.document_no == no).order_by(SalesLine.line_no)
+        return list(session.execute(stmt).scalars())
+
+
+@pytest.fixture
+def synced(settings: Settings, engine: Any, sessions: Any, company: Sandbox) -> dict[str, str]:
+    """The company in Sales, the switches on; ids of what a person in Sales refers to."""
+    sync(engine, company, settings.tz)
+    with sessions.begin() as session:
+        set_switches(session, sales_order_integration=True, auto_create_sales_orders=True,
+                     auto_process_quotes=True)  # fmt: skip
+    dv = company.dataverse
+    products = {p["productnumber"]: p for p in dv.rows("products")}
+    pcs = next(u for u in dv.rows("uoms") if u["name"] == "PCS")
+    return {
+        "account": dv.rows("accounts")[0]["accountid"],
+        "price_list": next(
+            p["pricelevelid"] for p in dv.rows("pricelevels") if p["name"] != "RETAIL"
+        ),
+        "bicycle": products["1000"]["productid"],
+        "pcs": pcs["uomid"],
+    }
+
+
+def made_in_sales(dv: Any, ids: dict[str, str], entity: str, name: str, **extra: Any) -> str:
+    """A document with a bicycle line and a write-in line, as a salesperson makes it."""
+    details, parent = {"salesorders": ("salesorderdetails", "salesorderid"),
+                       "quotes": ("quotedetails", "quoteid")}[entity]  # fmt: skip
+    account, prices = f"/accounts({ids['account']})", f"/pricelevels({ids['price_list']})"
+    row_id = dv.add(entity, {"name": name, **extra, "customerid_account@odata.bind": account,
+                             "pricelevelid@odata.bind": prices})  # fmt: skip
+    dv.add(details, {f"{parent}@odata.bind": f"/{entity}({row_id})", "quantity": 2,
+                     "priceperunit": 3900.0, "productid@odata.bind": f"/products({ids['bicycle']})",
+                     "uomid@odata.bind": f"/uoms({ids['pcs']})"})  # fmt: skip
+    dv.add(details, {f"{parent}@odata.bind": f"/{entity}({row_id})", "quantity": 1,
+                     "priceperunit": 5.0, "productdescription": "Gift wrap"})  # fmt: skip
+    return row_id
+
+
+def test_a_submitted_order_becomes_one_sales_order_with_its_lines(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
+) -> None:
+    dv = company.dataverse
+    order = made_in_sales(dv, synced, "salesorders", "Web order 17")
+    assert sync(engine, company, settings.tz, ORDERS)[ORDERS].inserted == 0  # not submitted yet
+    dv.edit("salesorders", order, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
+    assert sync(engine, company, settings.tz, ORDERS)[ORDERS].inserted == 1
+    [made] = documents(sessions, DocumentType.ORDER)
+    assert (made.no, made.customer_no, made.your_reference) == ("SO000001", "C1", "Web order 17")
+    assert made.dataverse_id == order and made.currency_code == ""
+    bicycle, wrap = lines(sessions, made.no)
+    assert (bicycle.type, bicycle.no, bicycle.unit_of_measure_code) == ("Item", "1000", "PCS")
+    assert (bicycle.quantity, bicycle.line_amount) == (Decimal(2), Decimal(7800))
+    assert (wrap.type, wrap.description, wrap.unit_price) == ("", "Gift wrap", Decimal(5))
+
+    assert not sync(engine, company, settings.tz, ORDERS)[ORDERS].activity  # read again
+    dv.edit("salesorders", order, {"statecode": 0, "statuscode": 1}, by=dv.administrator)
+    dv.edit("salesorders", order, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
+    sync(engine, company, settings.tz, ORDERS)  # submitted twice
+    with engine.begin() as conn:  # a run made the order and lost its coupling (a crash)
+        conn.execute(delete(Coupling).where(Coupling.dataverse_id == order))
+    sync(engine, company, settings.tz, ORDERS)
+    assert [d.no for d in documents(sessions, DocumentType.ORDER)] == ["SO000001"]
+    assert len(lines(sessions, "SO000001")) == 2
+    with sessions() as session:
+        [coupling] = session.execute(
+            select(Coupling).where(Coupling.dataverse_id == order)
+        ).scalars()
+    assert coupling.local_id == "SO000001"  # restored
+
+
+def test_an_activated_quote_becomes_one_sales_quote(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
+) -> None:
+    dv = company.dataverse
+    quote = made_in_sales(dv, synced, "quotes", "Fleet of 20")
+    dv.edit("quotes", quote, {"statecode": 1, "statuscode": 2}, by=dv.administrator)
+    for _ in range(2):
+        sync(engine, company, settings.tz, QUOTES)
+    [made] = documents(sessions, DocumentType.QUOTE)
+    assert (made.no, made.your_reference) == ("SQ000001", "Fleet of 20")
+    assert len(lines(sessions, made.no)) == 2
+    assert documents(sessions, DocumentType.ORDER) == []
+
+
+def test_the_switches_decide_and_a_document_fails_alone_naming_what_is_missing(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
+) -> None:
+    dv = company.dataverse
+    stranger = dv.add("accounts", {"name": "Walk-in customer"})  # not coupled to a customer
+    lost = made_in_sales(dv, synced | {"account": stranger}, "salesorders", "Counter sale")
+    good = made_in_sales(dv, synced, "salesorders", "Web order 18")
+    for row in (lost, good):
+        dv.edit("salesorders", row, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
+    with sessions.begin() as session:
+        set_switches(session, auto_create_sales_orders=False)
+    assert sync(engine, company, settings.tz, ORDERS)[ORDERS].inserted == 0
+    assert documents(sessions, DocumentType.ORDER) == []
+    with sessions.begin() as session:
+        set_switches(session, auto_create_sales_orders=True)
+    result = sync(engine, company, settings.tz, ORDERS)[ORDERS]
+    assert (result.inserted, result.failed) == (1, 1)
+    assert [d.your_reference for d in documents(sessions, DocumentType.ORDER)] == ["Web order 18"]
+    with sessions() as session:
+        [error] = session.execute(select(SyncError).where(SyncError.dataverse_id == lost)).scalars()
+    assert f"account (accounts({stranger})) is not coupled here yet" in error.message
