@@ -134,3 +134,59 @@ def test_the_switches_decide_and_a_document_fails_alone_naming_what_is_missing(
     with sessions() as session:
         [error] = session.execute(select(SyncError).where(SyncError.dataverse_id == lost)).scalars()
     assert f"account (accounts({stranger})) is not coupled here yet" in error.message
+
+
+def test_order_notes_go_both_ways_and_never_come_back(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
+) -> None:
+    from domain.sales.models import SalesNote
+
+    dv = company.dataverse
+    order = made_in_sales(dv, synced, "salesorders", "Web order 19")
+    dv.edit("salesorders", order, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
+    sync(engine, company, settings.tz, ORDERS)
+    dv.add("annotations", {"subject": "Delivery", "notetext": "Deliver to the back door",
+                           "objectid_salesorder@odata.bind": f"/salesorders({order})"})  # fmt: skip
+    with sessions.begin() as session:
+        session.add(SalesNote(document_type=DocumentType.ORDER, document_no="SO000001",
+                              text="Customer pays on delivery", created_by="ANN"))  # fmt: skip
+    first = sync(engine, company, settings.tz, "SALESORDER-NOTES")["SALESORDER-NOTES"]
+    assert (first.inserted, first.modified) == (1, 1)  # one came, one went
+    with sessions() as session:
+        here = {n.text for n in session.execute(select(SalesNote)).scalars()}
+    assert here == {"Deliver to the back door", "Customer pays on delivery"}
+    there = {a["notetext"] for a in dv.rows("annotations") if a["_objectid_value"] == order}
+    assert there == {"Deliver to the back door", "Customer pays on delivery"}
+    for _ in range(2):  # read again, neither note comes back as a copy
+        assert not sync(engine, company, settings.tz, "SALESORDER-NOTES")[
+            "SALESORDER-NOTES"
+        ].activity
+    with sessions() as session:
+        assert len(list(session.execute(select(SalesNote)).scalars())) == 2
+    assert len(dv.rows("annotations")) == 2
+
+
+def test_a_note_whose_answer_was_lost_is_sent_again_as_the_same_note(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
+) -> None:
+    import uuid
+
+    from domain.sales.models import SalesNote
+
+    dv = company.dataverse
+    order = made_in_sales(dv, synced, "salesorders", "Web order 20")
+    dv.edit("salesorders", order, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
+    sync(engine, company, settings.tz, ORDERS)
+    reserved = str(uuid.uuid4())
+    with dv.lock:  # the last run sent it, and the answer never came back
+        dv._create("annotations", reserved, {"notetext": "Fragile",
+                   "objectid_salesorder@odata.bind": f"/salesorders({order})"},
+                   dv.integration_user)  # fmt: skip
+    with sessions.begin() as session:
+        session.add(SalesNote(document_type=DocumentType.ORDER, document_no="SO000001",
+                              text="Fragile", dataverse_id=reserved))  # fmt: skip
+    sync(engine, company, settings.tz, "SALESORDER-NOTES")
+    assert [a["annotationid"] for a in dv.rows("annotations")] == [reserved]
+    with sessions() as session:
+        [note] = session.execute(select(SalesNote)).scalars()
+    assert note.in_dataverse_at is not None  # settled, not sent a third time

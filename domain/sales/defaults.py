@@ -332,6 +332,18 @@ DEFAULTS: tuple[MappingDef, ...] = (
     _documents("SALESORDER-ORDER", "salesorders", "Orders submitted in Sales become sales orders"),
     _documents("QUOTE-SALESQUOTE", "quotes", "Quotes activated in Sales become sales quotes"),
     MappingDef(
+        "SALESORDER-NOTES",
+        "sales_notes",
+        "annotations",
+        BOTH,
+        (FieldDef("text", "notetext", BOTH),),
+        "SALESORDER-NOTES",
+        "Sales order notes both ways (sales order integration)",
+        minutes_between_runs=5,
+        inactivity_timeout=30,
+        dependencies=("SALESORDER-ORDER",),
+    ),
+    MappingDef(
         "CUSTOMER-STATISTICS",
         "customers",
         "accounts",

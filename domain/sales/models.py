@@ -21,6 +21,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -288,6 +289,32 @@ class SalesLine(Base):
     unit_of_measure_code: Mapped[str] = mapped_column(String(10), default="")
     unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     line_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+
+
+class SalesNote(Base):
+    """A note on a sales order or quote, synced with the Dataverse document's notes
+    (annotations) both ways."""
+
+    __tablename__ = "sales_notes"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["document_type", "document_no"],
+            ["sales_headers.document_type", "sales_headers.no"],
+            ondelete="CASCADE",
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_type: Mapped[DocumentType] = mapped_column(
+        enum_type(DocumentType, "sales_note_document_type", 10)
+    )
+    document_no: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(50), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    # The annotation it is (read from Sales, or reserved before sending it there), and
+    # when Sales had it for sure (None: to be sent, or sent without an answer).
+    dataverse_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
+    in_dataverse_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 def table(model: type[Base]) -> Table:

@@ -28,7 +28,7 @@ from domain.sales.outcome import Counters
 from domain.sales.payload import RecordError
 from jobs.dataverse.batch import BatchItem, BatchOperation
 from jobs.dataverse.client import MAX_PER_REQUEST, DataverseError, MalformedResponse, Written
-from jobs.sales import documents, writes
+from jobs.sales import documents, notes, writes
 from jobs.sales.books import Books, Couple
 from jobs.sales.candidates import Candidate
 from jobs.sales.context import SyncContext
@@ -94,6 +94,9 @@ class Behaviour:
 
     def taken_keys(self, conn: Connection) -> set[str]:
         return set()
+
+    # True: `intake` does the whole run, both ways (no generic push after it).
+    whole_run = False
 
     def intake(self, ctx: SyncContext, mapping: Mapping, books: Books) -> Counters | None:
         """Reads from Dataverse its own way (quotes and orders with their lines); None:
@@ -389,7 +392,17 @@ class Documents(Behaviour):
         return documents.DocumentIntake(ctx, mapping, books, self.kind).pull()
 
 
+class SalesOrderNotes(Behaviour):
+    """Order notes both ways (jobs.sales.notes), in one pass."""
+
+    whole_run = True
+
+    def intake(self, ctx: SyncContext, mapping: Mapping, books: Books) -> Counters | None:
+        return notes.OrderNotes(ctx, mapping, books).run()
+
+
 _BEHAVIOURS: dict[str, Behaviour] = {
+    "SALESORDER-NOTES": SalesOrderNotes(),
     "SALESORDER-ORDER": Documents(documents.ORDERS),
     "QUOTE-SALESQUOTE": Documents(documents.QUOTES),
     "CONTACT": Contacts(),

@@ -76,7 +76,8 @@ class SyncEngine:
             if pulled.inserted:
                 self._wake(f"coupled:{mapping.local_table}")
             counters.add(pulled)
-        if direction in (Direction.TO_DATAVERSE, Direction.BIDIRECTIONAL):
+        whole = behaviour_for(name).whole_run
+        if direction in (Direction.TO_DATAVERSE, Direction.BIDIRECTIONAL) and not whole:
             counters.add(self._push(ctx, mapping, books))
         with self.db.begin() as conn:
             recorded = counters.as_dict()  # the run's row counts every failure as failed

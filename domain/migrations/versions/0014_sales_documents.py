@@ -58,6 +58,24 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
     )
+    op.create_table(
+        "sales_notes",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("document_type", sa.String(10), nullable=False),
+        sa.Column("document_no", sa.String(20), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(50), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("dataverse_id", sa.String(36), nullable=True),
+        sa.Column("in_dataverse_at", UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("dataverse_id"),
+        sa.ForeignKeyConstraint(
+            ["document_type", "document_no"],
+            ["sales_headers.document_type", "sales_headers.no"],
+            ondelete="CASCADE",
+        ),
+    )
     for column in ("sales_order_integration", "auto_create_sales_orders", "auto_process_quotes"):
         op.add_column(
             "dataverse_connection",
@@ -73,6 +91,7 @@ def downgrade() -> None:
             "sales_order_integration",
         ):
             batch.drop_column(column)
+    op.drop_table("sales_notes")
     op.drop_table("sales_lines")
     op.drop_index("ix_sales_headers_modified_at", table_name="sales_headers")
     op.drop_table("sales_headers")

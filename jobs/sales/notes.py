@@ -1,0 +1,153 @@
+"""Sales order notes both ways: a note written on a coupled order here is sent to the
+Dataverse order as a note (annotation), and a note written there comes here. Neither
+comes back: a note read from Sales keeps the annotation's id, one sent there reserves
+its id before it is sent (so a lost answer or a crash resends the same one, never a
+second), and a run skips every annotation whose id it knows or that the integration
+user wrote.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+
+from domain.sales.integration import Coupling, DataverseConnection, IntegrationTableMapping
+from domain.sales.models import DocumentType, SalesNote, table
+from domain.sales.outcome import Counters, Outcome
+from domain.sales.payload import odata_datetime
+from jobs.dataverse.client import DataverseError, parse_datetime
+from jobs.sales.books import Books, Result
+from jobs.sales.context import SyncContext
+from jobs.sales.mapping import Mapping
+from runtime.logs import get_logger
+
+log = get_logger("sales.sync")
+N, C, M = table(SalesNote), table(Coupling), table(IntegrationTableMapping)
+DC = table(DataverseConnection)
+ORDERS = "salesorders"
+ATTRS = [
+    "annotationid",
+    "notetext",
+    "subject",
+    "_objectid_value",
+    "_modifiedby_value",
+    "_createdby_value",
+    "createdon",
+    "modifiedon",
+]
+
+
+class OrderNotes:
+    def __init__(self, ctx: SyncContext, mapping: Mapping, books: Books) -> None:
+        self.ctx, self.mapping, self.books = ctx, mapping, books
+
+    def run(self) -> Counters:
+        counters = Counters()
+        with self.ctx.db.connect() as conn:
+            switched = conn.execute(select(DC.c.sales_order_integration)).scalar_one_or_none()
+            if not switched:
+                return counters
+            coupled = select(C.c.local_id, C.c.dataverse_id).where(
+                C.c.local_table == "sales_headers", C.c.dataverse_table == ORDERS
+            )
+            orders = {str(r.dataverse_id): str(r.local_id) for r in conn.execute(coupled)}
+        results = self._pull(orders) + self._push({v: k for k, v in orders.items()})
+        self.books.record(results)
+        for r in results:
+            counters.count(r.outcome)
+        return counters
+
+    def _pull(self, orders: dict[str, str]) -> list[Result]:
+        """Notes written in Sales on coupled orders since the last read."""
+        since = self.mapping.row.dataverse_watermark
+        flt = f"modifiedon ge {odata_datetime(since)}" if since else ""
+        rows = list(self.ctx.client.query("annotations", ATTRS, flt, key="annotationid"))
+        with self.ctx.db.connect() as conn:
+            known = set(
+                conn.execute(
+                    select(N.c.dataverse_id).where(
+                        N.c.dataverse_id.in_([str(r["annotationid"]) for r in rows])
+                    )
+                ).scalars()
+            )
+        fresh = [
+            r
+            for r in rows
+            if str(r.get("_objectid_value")) in orders
+            and str(r["annotationid"]) not in known
+            and r.get("_createdby_value") != self.ctx.integration_user_id  # ours: not back
+        ]
+        if fresh:
+            with self.ctx.db.begin() as conn:
+                conn.execute(
+                    N.insert(),
+                    [
+                        {
+                            "document_type": DocumentType.ORDER,
+                            "document_no": orders[str(r["_objectid_value"])],
+                            "text": str(r.get("notetext") or r.get("subject") or ""),
+                            "created_by": "Dynamics 365 Sales",
+                            "created_at": parse_datetime(r.get("createdon")) or self.ctx.now(),
+                            "dataverse_id": str(r["annotationid"]),
+                            "in_dataverse_at": self.ctx.now(),
+                        }
+                        for r in fresh
+                    ],
+                )
+        stamps = [d for d in (parse_datetime(r.get("modifiedon")) for r in rows) if d is not None]
+        newest = max(stamps, default=None)
+        if newest is not None:
+            with self.ctx.db.begin() as conn:
+                conn.execute(
+                    update(M)
+                    .where(M.c.name == self.mapping.name)
+                    .values(dataverse_watermark=newest)
+                )
+        return [
+            Result(
+                orders[str(r["_objectid_value"])],
+                Outcome.INSERTED,
+                dataverse_id=str(r["annotationid"]),
+            )
+            for r in fresh
+        ]
+
+    def _push(self, order_ids: dict[str, str]) -> list[Result]:
+        """Notes written here on coupled orders that Sales does not have for sure: each
+        gets its annotation id before it is sent, so a resend is the same note."""
+        with self.ctx.db.begin() as conn:
+            waiting = conn.execute(
+                select(N.c.id, N.c.dataverse_id).where(
+                    N.c.document_type == DocumentType.ORDER,
+                    N.c.document_no.in_(list(order_ids)),
+                    N.c.in_dataverse_at.is_(None),
+                )
+            ).all()
+            for note in waiting:
+                if note.dataverse_id is None:
+                    conn.execute(
+                        update(N).where(N.c.id == note.id).values(dataverse_id=str(uuid.uuid4()))
+                    )
+            notes = conn.execute(select(N).where(N.c.id.in_([n.id for n in waiting]))).all()
+        results = []
+        for note in notes:
+            body = {
+                "subject": f"Note by {note.created_by or 'Business Central'}"[:500],
+                "notetext": note.text,
+                "objectid_salesorder@odata.bind": f"/{ORDERS}({order_ids[note.document_no]})",
+            }
+            try:
+                self.ctx.client.create("annotations", str(note.dataverse_id), body)
+            except DataverseError as exc:
+                reason = f"note {note.id}: {exc}"
+                results.append(Result(note.document_no, Outcome.FAILED, reason, retry=False))
+                continue
+            with self.ctx.db.begin() as conn:
+                conn.execute(
+                    update(N).where(N.c.id == note.id).values(in_dataverse_at=self.ctx.now())
+                )
+            results.append(
+                Result(note.document_no, Outcome.MODIFIED, dataverse_id=str(note.dataverse_id))
+            )
+        return results
