@@ -190,3 +190,34 @@ def test_a_note_whose_answer_was_lost_is_sent_again_as_the_same_note(
     with sessions() as session:
         [note] = session.execute(select(SalesNote)).scalars()
     assert note.in_dataverse_at is not None  # settled, not sent a third time
+
+
+def test_a_released_sales_order_goes_to_sales_once_with_its_lines_and_does_not_come_back(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
+) -> None:
+    from jobs.sales.local import save
+
+    dv = company.dataverse
+    with sessions.begin() as session:
+        for no, status in (("SO9001", "Released"), ("SO9002", "Open")):
+            save(session, "sales_headers", {"no": no, "document_type": DocumentType.ORDER,
+                 "customer_no": "C1", "status": status}, user="ANN", tz=settings.tz)  # fmt: skip
+        session.add_all([
+            SalesLine(document_type=DocumentType.ORDER, document_no="SO9001", line_no=10000,
+                      type="Item", no="1000", quantity=Decimal(3), unit_of_measure_code="PCS",
+                      unit_price=Decimal(3900), line_amount=Decimal(11700)),
+            SalesLine(document_type=DocumentType.ORDER, document_no="SO9001", line_no=20000,
+                      description="Assembly included", quantity=Decimal(1)),
+        ])  # fmt: skip
+    released = "SALESORDER-RELEASED"
+    assert sync(engine, company, settings.tz, released)[released].inserted == 1
+    [order] = dv.rows("salesorders")
+    assert (order["name"], order["statecode"]) == ("Order SO9001", 1)  # sent as submitted
+    assert order["_customerid_value"] == synced["account"]
+    details = sorted(dv.rows("salesorderdetails"), key=lambda d: d.get("productdescription") or "")
+    assert [d.get("productdescription") for d in details] == [None, "Assembly included"]
+    assert details[0]["_productid_value"] == synced["bicycle"] and details[0]["quantity"] == 3.0
+    for name in (released, ORDERS):  # sent again, read back: neither makes a copy
+        sync(engine, company, settings.tz, name)
+    assert len(dv.rows("salesorders")) == 1 and len(dv.rows("salesorderdetails")) == 2
+    assert sorted(d.no for d in documents(sessions, DocumentType.ORDER)) == ["SO9001", "SO9002"]

@@ -332,6 +332,28 @@ DEFAULTS: tuple[MappingDef, ...] = (
     _documents("SALESORDER-ORDER", "salesorders", "Orders submitted in Sales become sales orders"),
     _documents("QUOTE-SALESQUOTE", "quotes", "Quotes activated in Sales become sales quotes"),
     MappingDef(
+        "SALESORDER-RELEASED",
+        "sales_headers",
+        "salesorders",
+        TO,
+        (
+            FieldDef(
+                "customer_no",
+                "customerid_account@odata.bind",
+                transform="lookup:customers:accounts",
+                validate=True,
+            ),
+            FieldDef("salesperson_code", "ownerid@odata.bind", transform="owner"),
+            FieldDef("currency_code", "transactioncurrencyid@odata.bind", transform="currency"),
+        ),
+        "SALESORDER-RELEASED",
+        "Released sales orders to Sales orders with their lines (sales order integration)",
+        minutes_between_runs=5,
+        inactivity_timeout=30,
+        local_filter={"document_type": "Order", "status": "Released"},
+        dependencies=("SALESORDER-ORDER",),
+    ),
+    MappingDef(
         "SALESORDER-NOTES",
         "sales_notes",
         "annotations",

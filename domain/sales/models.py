@@ -253,10 +253,11 @@ class SalesHeader(Tracked, Base):
         UniqueConstraint("document_type", "dataverse_id", name="uq_sales_headers_dataverse"),
         Index("ix_sales_headers_modified_at", "modified_at"),
     )
+    # The number first: a mapping's record key (orders and quotes have their own series).
+    no: Mapped[str] = mapped_column(String(20), primary_key=True)
     document_type: Mapped[DocumentType] = mapped_column(
         enum_type(DocumentType, "sales_document_type", 10), primary_key=True
     )
-    no: Mapped[str] = mapped_column(String(20), primary_key=True)
     customer_no: Mapped[str] = mapped_column(String(20))
     salesperson_code: Mapped[str] = mapped_column(String(20), default="")
     order_date: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -23,7 +23,14 @@ from typing import Any
 from sqlalchemy import Connection, Select, String, cast, func, select, update
 
 from domain.sales.integration import Coupling, DataverseConnection
-from domain.sales.models import SalesInvoiceLine, Salesperson, SalesPrice, table
+from domain.sales.models import (
+    SalesHeader,
+    SalesInvoiceLine,
+    SalesLine,
+    Salesperson,
+    SalesPrice,
+    table,
+)
 from domain.sales.outcome import Counters
 from domain.sales.payload import RecordError
 from jobs.dataverse.batch import BatchItem, BatchOperation
@@ -40,6 +47,7 @@ SP = table(Salesperson)
 PRICES = table(SalesPrice)
 DC = table(DataverseConnection)
 C = table(Coupling)
+SH, SL = table(SalesHeader), table(SalesLine)
 
 
 @dataclass
@@ -392,6 +400,72 @@ class Documents(Behaviour):
         return documents.DocumentIntake(ctx, mapping, books, self.kind).pull()
 
 
+class ReleasedOrders(Behaviour):
+    """A released sales order goes to Sales as a submitted order with its lines. Line
+    ids are derived from the order's id and line number, so a repeated run finds the
+    lines it made instead of adding them again."""
+
+    def extra_payload(self, ctx: SyncContext, row: Any) -> dict[str, Any]:
+        return {
+            "name": row.your_reference or f"Order {row.no}",
+            "pricelevelid@odata.bind": f"/pricelevels({default_price_list(ctx)})",
+        }
+
+    def after_write(self, ctx: SyncContext, done: list[Done]) -> AfterWrite:
+        failed: dict[str, str] = {}
+        created = [d for d in done if d.created]
+        if not created:
+            return AfterWrite(failed, [])
+        with ctx.db.connect() as conn:
+            numbers = [d.candidate.local_id for d in created]
+            all_lines = conn.execute(
+                select(SL)
+                .where(SL.c.document_type == "Order", SL.c.document_no.in_(numbers))
+                .order_by(SL.c.document_no, SL.c.line_no)
+            ).all()
+        details: dict[str, dict[str, Any]] = {}
+        owner: dict[str, str] = {}
+        for d in created:
+            order = d.written.id
+            for line in (x for x in all_lines if x.document_no == d.candidate.local_id):
+                line_id = str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"salesorderdetail:{order}:{line.line_no}")
+                )
+                body: dict[str, Any] = {"salesorderid@odata.bind": f"/salesorders({order})",
+                                        "quantity": float(line.quantity),
+                                        "priceperunit": float(line.unit_price)}  # fmt: skip
+                table_name = {"Item": "items", "Resource": "resources"}.get(line.type)
+                product = ctx.coupled(table_name, line.no, "products") if table_name else None
+                unit = ctx.coupled("units_of_measure", line.unit_of_measure_code, "uoms")
+                if product and unit:
+                    body |= {"productid@odata.bind": f"/products({product})",
+                             "uomid@odata.bind": f"/uoms({unit})"}  # fmt: skip
+                elif table_name:
+                    failed[d.candidate.local_id] = (
+                        f"line {line.line_no}: {line.type.lower()} {line.no!r} or its unit is "
+                        "not coupled to Dataverse yet"
+                    )
+                    continue
+                else:
+                    body |= {"productdescription": line.description, "isproductoverridden": True}
+                details[line_id] = body
+                owner[line_id] = d.candidate.local_id
+        for line_id, error in writes.upsert_all(ctx.client, "salesorderdetails", details).items():
+            if error is not None:
+                failed[owner[line_id]] = str(error)
+        submitted = {d.written.id: {"statecode": 1, "statuscode": 3} for d in created
+                     if d.candidate.local_id not in failed}  # fmt: skip
+        writes.upsert_all(ctx.client, "salesorders", submitted)
+        with ctx.db.begin() as conn:  # the order now has its Dataverse row (intake skips it)
+            for d in created:
+                conn.execute(update(SH).where(SH.c.document_type == "Order",
+                                              SH.c.no == d.candidate.local_id)
+                             .values(dataverse_id=d.written.id))  # fmt: skip
+        for d in created:
+            d.written = Written(d.written.id, None, None)  # changed again: read back
+        return AfterWrite(failed, [])
+
+
 class SalesOrderNotes(Behaviour):
     """Order notes both ways (jobs.sales.notes), in one pass."""
 
@@ -403,6 +477,7 @@ class SalesOrderNotes(Behaviour):
 
 _BEHAVIOURS: dict[str, Behaviour] = {
     "SALESORDER-NOTES": SalesOrderNotes(),
+    "SALESORDER-RELEASED": ReleasedOrders(),
     "SALESORDER-ORDER": Documents(documents.ORDERS),
     "QUOTE-SALESQUOTE": Documents(documents.QUOTES),
     "CONTACT": Contacts(),

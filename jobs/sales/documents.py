@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from domain.sales.integration import DataverseConnection
+from domain.sales.integration import Coupling, DataverseConnection
 from domain.sales.models import DocumentType, SalesHeader, SalesLine, table
 from domain.sales.outcome import Counters, Outcome
 from domain.sales.payload import RecordError
@@ -31,6 +31,7 @@ from runtime.logs import get_logger
 
 log = get_logger("sales.sync")
 H, L, DC = table(SalesHeader), table(SalesLine), table(DataverseConnection)
+Cp = table(Coupling)
 INTEGRATION = "INTEGRATION"
 
 
@@ -89,9 +90,21 @@ class DocumentIntake:
                     )
                 ).scalars()
             )
+        with self.ctx.db.connect() as conn:  # orders sent from here are coupled already
+            coupled = {
+                str(r.dataverse_id)
+                for r in conn.execute(
+                    select(Cp.c.dataverse_id, Cp.c.local_id).where(
+                        Cp.c.dataverse_table == kind.entity_set,
+                        Cp.c.dataverse_id.in_([str(r[pk]) for r in rows]),
+                    )
+                )
+            }
         results = []
         for row in rows:
             row_id = str(row[pk])
+            if row_id in coupled and row_id not in made:
+                continue
             try:
                 if row_id in made:
                     self._ensure_coupled(row_id)
