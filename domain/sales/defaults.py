@@ -81,6 +81,17 @@ def _documents(name: str, entity_set: str, description: str) -> MappingDef:
     )
 
 
+# A sales document's customer (its account), owner (the salesperson) and currency.
+SALES_DOCUMENT = (
+    FieldDef(
+        "customer_no",
+        "customerid_account@odata.bind",
+        transform="lookup:customers:accounts",
+        validate=True,
+    ),
+    FieldDef("salesperson_code", "ownerid@odata.bind", transform="owner"),
+    FieldDef("currency_code", "transactioncurrencyid@odata.bind", transform="currency"),
+)
 UOM_LOOKUP = "lookup:units_of_measure:uoms"
 UOM_GROUP_LOOKUP = "lookup:units_of_measure:uomschedules"
 
@@ -307,14 +318,7 @@ DEFAULTS: tuple[MappingDef, ...] = (
         (
             FieldDef("no", "name", validate=True),
             FieldDef("no", "invoicenumber"),
-            FieldDef(
-                "customer_no",
-                "customerid_account@odata.bind",
-                transform="lookup:customers:accounts",
-                validate=True,
-            ),
-            FieldDef("salesperson_code", "ownerid@odata.bind", transform="owner"),
-            FieldDef("currency_code", "transactioncurrencyid@odata.bind", transform="currency"),
+            *SALES_DOCUMENT,
             FieldDef("due_date", "duedate"),
             FieldDef("amount", "totalamountlessfreight"),
             FieldDef("amount_including_vat", "totalamount"),
@@ -336,16 +340,7 @@ DEFAULTS: tuple[MappingDef, ...] = (
         "sales_headers",
         "salesorders",
         TO,
-        (
-            FieldDef(
-                "customer_no",
-                "customerid_account@odata.bind",
-                transform="lookup:customers:accounts",
-                validate=True,
-            ),
-            FieldDef("salesperson_code", "ownerid@odata.bind", transform="owner"),
-            FieldDef("currency_code", "transactioncurrencyid@odata.bind", transform="currency"),
-        ),
+        (*SALES_DOCUMENT,),
         "SALESORDER-RELEASED",
         "Released sales orders to Sales orders with their lines (sales order integration)",
         minutes_between_runs=5,
