@@ -28,9 +28,11 @@ from admin.processes import EmbeddedSystem, start_health
 from domain.clock import utcnow
 from domain.queue import entries as ops
 from domain.queue.status import EntryStatus
+from jobs.sales import rerun
 from runtime.logs import get_logger
 from runtime.secrets import SecretBox
 from runtime.settings import Settings
+from sandbox import company
 from sandbox.company import MAX_CUSTOMERS
 from sandbox.services import sandbox_services
 
@@ -118,16 +120,27 @@ def _header(out: TextIO, settings: Settings, customers: int, emails: int, messag
     out.flush()
 
 
-def _drive(driver: Driver, out: TextIO) -> tuple[bool, bool]:
-    """(settled, interrupted)."""
+def _drive(driver: Driver, out: TextIO, between: Callable[[], None]) -> tuple[bool, bool]:
+    """(settled, interrupted); `between` runs between the passes."""
     try:
         settled = driver.first_pass()
         if settled:
+            between()
             out.write("\nSecond pass: every entry still Ready runs again now.\n")
             settled = driver.second_pass()
         return settled, False
     except Interrupted:
         return False, True
+
+
+def _sell_in_sales(services: Any, sessions: sessionmaker[Session], out: TextIO) -> None:
+    """A salesperson in Sales submits an order and activates a quote; the entries that
+    take them run now (as a Dataverse webhook would make them)."""
+    company.sell_in_sales(services.dataverse)
+    out.write("\nIn Dynamics 365 Sales, an order is submitted and a quote activated.\n")
+    with sessions.begin() as session:
+        for mapping in ("SALESORDER-ORDER", "QUOTE-SALESQUOTE"):
+            rerun.run_now(session, mapping, utcnow())
 
 
 def _console(settings: Settings, engine: Any, sessions: Any, out: TextIO) -> Any:
@@ -189,7 +202,9 @@ def run_demo(
             settings, system.app.engine, scheduler.heartbeat, "demo", lambda: scheduler.is_active
         )
         try:
-            settled, interrupted = _drive(driver, out)
+            settled, interrupted = _drive(
+                driver, out, lambda: _sell_in_sales(services, sessions, out)
+            )
             progress.poll()
             summary = collect(sessions, services, expected)
             out.write("\n" + render(summary, settings.tz) + "\n")

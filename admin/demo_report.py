@@ -20,6 +20,7 @@ from domain.mail.rate import busiest_window
 from domain.queue.models import JobQueueEntry, JobQueueLogEntry
 from domain.queue.status import EntryStatus, LogStatus
 from domain.sales.defaults import DEFAULTS
+from domain.sales.models import DocumentType, SalesHeader
 from sandbox.services import SALES_MAILBOX, SHARED_MAILBOX, SandboxServices
 
 SYNC_ORDER = [spec.entry_code for spec in DEFAULTS]
@@ -137,6 +138,9 @@ class Summary:
     interactions: int
     interactions_expected: int
     dataverse: dict[str, int]
+    # Documents made in Sales that arrived here (sales order integration).
+    orders_from_sales: list[str] = field(default_factory=list)
+    quotes_from_sales: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -198,6 +202,12 @@ def _problems(summary: Summary, expected: Expected) -> list[str]:
         problems.append(f"{summary.interactions} of {expected.interactions} interactions logged")
     if summary.inbox_left:
         problems.append(f"{summary.inbox_left} messages left in the shared mailbox's Inbox")
+    for what, made, wanted in (
+        ("orders", summary.orders_from_sales, expected.orders_from_sales),
+        ("quotes", summary.quotes_from_sales, expected.quotes_from_sales),
+    ):
+        if len(made) != wanted:
+            problems.append(f"{len(made)} of {wanted} {what} made in Sales arrived")
     return problems
 
 
@@ -218,6 +228,11 @@ def collect(
             )
         )
         interactions = session.scalar(select(func.count()).select_from(InteractionLogEntry))
+        from_sales = session.execute(
+            select(SalesHeader.document_type, SalesHeader.no)
+            .where(SalesHeader.dataverse_id.is_not(None))
+            .order_by(SalesHeader.no)
+        ).all()
     shared = services.graph.mailboxes[SHARED_MAILBOX]
     summary = Summary(
         entries=entries,
@@ -234,6 +249,8 @@ def collect(
         interactions=int(interactions or 0),
         interactions_expected=expected.interactions,
         dataverse={table: len(services.dataverse.rows(table)) for table in DATAVERSE_TABLES},
+        orders_from_sales=[no for kind, no in from_sales if kind == DocumentType.ORDER],
+        quotes_from_sales=[no for kind, no in from_sales if kind == DocumentType.QUOTE],
     )
     summary.problems = _problems(summary, expected)
     return summary
@@ -278,6 +295,8 @@ def render(summary: Summary, tz: tzinfo) -> str:
         f"Shared mailbox: {summary.messages} messages, {summary.archived} archived, "
         f"{summary.inbox_left} left in the Inbox; {summary.interactions} interactions logged "
         f"(expected {summary.interactions_expected})",
+        f"From Dynamics 365 Sales: orders {', '.join(summary.orders_from_sales) or 'none'}; "
+        f"quotes {', '.join(summary.quotes_from_sales) or 'none'}",
         f"Sleeping: {', '.join(e.code for e in summary.entries if e.sleeping) or 'none'}",
     ]
     if summary.problems:

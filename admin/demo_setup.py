@@ -17,7 +17,7 @@ from domain.queue import entries as ops
 from jobs.email_logging.setup import SetupValues, ensure_entry, save_setup
 from jobs.mail import accounts
 from jobs.registry import registry
-from jobs.sales.connection import save_connection
+from jobs.sales.connection import save_connection, set_switches
 from jobs.sales.setup import setup_defaults
 from runtime.secrets import Secret, SecretBox
 from sandbox import company
@@ -47,6 +47,9 @@ class Expected:
     interactions: int  # that logging the shared mailbox must make
     messages: int  # in the shared mailbox's Inbox
     rate_limit: int  # the SMTP account's messages per minute
+    # Documents a salesperson makes in Sales between the passes, to arrive here.
+    orders_from_sales: int = 1
+    quotes_from_sales: int = 1
 
 
 def _sales(session: Session, services: SandboxServices, box: SecretBox, tz: tzinfo) -> None:
@@ -60,6 +63,8 @@ def _sales(session: Session, services: SandboxServices, box: SecretBox, tz: tzin
         authority_host=services.identity.base,
     )
     setup_defaults(session, utcnow(), tz)
+    set_switches(session, sales_order_integration=True, auto_create_sales_orders=True,
+                 auto_process_quotes=True)  # fmt: skip
 
 
 def _mail(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from domain.interactions.models import Contact
 from jobs.mail.compose import compose
 from jobs.sales.local import save
+from sandbox.dataverse import DataverseEmulator
 from sandbox.graph import GraphEmulator
 
 SALESPEOPLE = (("JO", "Jim Olive", "jim@cronus.com"), ("AH", "Annette Hill", "annette@cronus.com"))
@@ -263,3 +264,29 @@ def queue_emails(session: Session, count: int, now: datetime, tz: tzinfo) -> int
             )
             queued += 1
     return queued
+
+
+def sell_in_sales(dv: DataverseEmulator) -> dict[str, str]:
+    """A salesperson in Dynamics 365 Sales submits an order and activates a quote for the
+    first synced account: a bicycle (a synced product) and a write-in line each. Call
+    once the catalogue and the customers are in Sales."""
+    account = dv.rows("accounts")[0]["accountid"]
+    bicycle = next(p["productid"] for p in dv.rows("products") if p["productnumber"] == "1000")
+    unit = next(u["uomid"] for u in dv.rows("uoms") if u["name"] == "PCS")
+    prices = dv.rows("pricelevels")[0]["pricelevelid"]
+    made = {}
+    for entity, details, parent, name, state in (
+        ("salesorders", "salesorderdetails", "salesorderid", "Web order 1", (1, 3)),
+        ("quotes", "quotedetails", "quoteid", "Fleet offer", (1, 2)),
+    ):
+        header = {"name": name, "customerid_account@odata.bind": f"/accounts({account})",
+                  "pricelevelid@odata.bind": f"/pricelevels({prices})"}  # fmt: skip
+        row = dv.add(entity, header)
+        dv.add(details, {f"{parent}@odata.bind": f"/{entity}({row})", "quantity": 2,
+                         "priceperunit": 3900.0, "productid@odata.bind": f"/products({bicycle})",
+                         "uomid@odata.bind": f"/uoms({unit})"})  # fmt: skip
+        dv.add(details, {f"{parent}@odata.bind": f"/{entity}({row})", "quantity": 1,
+                         "priceperunit": 25.0, "productdescription": "Delivery"})  # fmt: skip
+        dv.edit(entity, row, {"statecode": state[0], "statuscode": state[1]}, by=dv.administrator)
+        made[entity] = row
+    return made

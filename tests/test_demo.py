@@ -40,6 +40,8 @@ def _summary(**changes: object) -> Summary:
         interactions=4,
         interactions_expected=4,
         dataverse={},
+        orders_from_sales=["SO000001"],
+        quotes_from_sales=["SQ000001"],
     )
     return replace(good, **changes)  # type: ignore[arg-type]
 
@@ -60,6 +62,9 @@ def test_the_summary_checks_catch_what_went_wrong() -> None:
     assert _problems(_summary(interactions=3, inbox_left=1), EXPECTED) == [
         "3 of 4 interactions logged",
         "1 messages left in the shared mailbox's Inbox",
+    ]
+    assert _problems(_summary(orders_from_sales=[]), EXPECTED) == [
+        "0 of 1 orders made in Sales arrived"
     ]
     failed = EntrySummary("X", "noop", "Error", 3, 3, 0, 0, 0, False, 0, "")
     assert _problems(_summary(entries=[failed]), EXPECTED) == ["X is in Error"]

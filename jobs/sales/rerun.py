@@ -24,7 +24,9 @@ class RerunError(ValueError):
     pass
 
 
-def _run_entry_now(session: Session, mapping: str, now: datetime) -> str:
+def run_now(session: Session, mapping: str, now: datetime) -> str:
+    """The mapping's entry runs now (if it is running, its next run takes the work);
+    returns its code."""
     spec = BY_NAME.get(mapping)
     if spec is None:
         raise RerunError(f"no integration table mapping named {mapping!r}")
@@ -49,7 +51,7 @@ def sync_record(session: Session, mapping: str, local_id: str, now: datetime) ->
     session.execute(insert(P).values(mapping_name=mapping, local_id=local_id,
                                      result=SyncResult.SKIPPED,
                                      reason="synchronize now (requested)", since=now))  # fmt: skip
-    return _run_entry_now(session, mapping, now)
+    return run_now(session, mapping, now)
 
 
 def retry_failed(session: Session, now: datetime) -> dict[str, int]:
@@ -61,7 +63,7 @@ def retry_failed(session: Session, now: datetime) -> dict[str, int]:
     ).scalars():
         counts[name] = counts.get(name, 0) + 1
     for name in counts:
-        _run_entry_now(session, name, now)
+        run_now(session, name, now)
     return counts
 
 
@@ -72,4 +74,4 @@ def full_sync(session: Session, now: datetime) -> list[str]:
     priority). Couplings are kept: nothing is created twice."""
     session.execute(update(M).values(local_watermark=None, dataverse_watermark=None,
                                      dataverse_delta_link=None))  # fmt: skip
-    return [_run_entry_now(session, spec.name, now) for spec in DEFAULTS]
+    return [run_now(session, spec.name, now) for spec in DEFAULTS]
