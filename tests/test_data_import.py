@@ -201,3 +201,22 @@ def test_an_opportunity_needs_its_contact_and_salesperson(
         "line 1: contact_no: no contact 'CT404'",
         "line 1: salesperson_code: no salesperson 'NOBODY'",
     ]
+
+
+def test_sales_lines_need_their_document_of_the_same_type(
+    settings: Settings, sessions: Any
+) -> None:
+    header = {"no": "SO1", "document_type": "Order", "customer_no": "C1"}
+    with sessions.begin() as session:
+        import_rows(session, "sales_headers", [(1, header)], user="A", tz=settings.tz)
+    lines = [(1, {"document_type": "Order", "document_no": "SO1", "line_no": 10000, "no": "1000",
+                  "type": "Item", "quantity": "2"}),
+             (2, {"document_type": "Quote", "document_no": "SO1", "line_no": 10000})]  # fmt: skip
+    with pytest.raises(ImportRefused) as refused, sessions.begin() as session:
+        import_rows(session, "sales_lines", lines, user="A", tz=settings.tz)
+    assert refused.value.errors == [
+        "line 2: document_type, document_no: no sales header 'Quote SO1'"
+    ]
+    with sessions.begin() as session:
+        saved = import_rows(session, "sales_lines", lines[:1], user="A", tz=settings.tz)
+    assert saved.inserted == 1

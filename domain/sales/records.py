@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Boolean, Date, Enum, Integer, Numeric, String, Table
 
 from domain.base import Base
-from domain.sales.models import LOCAL_MODELS, SalesInvoiceLine, SalesPrice, table
+from domain.sales.models import LOCAL_MODELS, SalesInvoiceLine, SalesLine, SalesPrice, table
 
 # The columns the application stamps itself: never taken from outside.
 STAMPED = frozenset({"modified_at", "modified_by", "statistics_modified_at", "id"})
@@ -56,7 +56,11 @@ def _business_key(t: Table) -> tuple[str, ...]:
     return tuple(c.name for c in t.primary_key.columns)
 
 
-_MODELS: dict[str, type[Base]] = {**LOCAL_MODELS, "sales_invoice_lines": SalesInvoiceLine}
+_MODELS: dict[str, type[Base]] = {
+    **LOCAL_MODELS,
+    "sales_invoice_lines": SalesInvoiceLine,
+    "sales_lines": SalesLine,
+}
 IMPORTABLE: dict[str, LocalTable] = {
     name: LocalTable(name, table(model), _business_key(table(model)))
     for name, model in _MODELS.items()

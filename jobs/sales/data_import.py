@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from domain.sales.payload import record_label
@@ -119,21 +119,32 @@ def _missing_references(
     session: Session, target: LocalTable, records: list[tuple[int, dict[str, Any]]]
 ) -> list[str]:
     """A value that refers to another table (an invoice line's invoice, an opportunity's
-    contact) must name a record there: one read per reference, a line per bad row."""
+    contact, a sales line's document) must name a record there: one read per reference,
+    a line per bad row."""
     errors = []
     position = {c.name: i for i, c in enumerate(target.table.columns)}
-    for fk in sorted(target.table.foreign_keys, key=lambda k: position[k.parent.name]):
-        name, column = fk.parent.name, fk.column
-        wanted = {r[name] for _, r in records if r.get(name) not in (None, "")}
+    constraints = sorted(
+        target.table.foreign_key_constraints, key=lambda k: position[k.column_keys[0]]
+    )
+    for constraint in constraints:
+        names = list(constraint.column_keys)
+        columns = [element.column for element in constraint.elements]
+
+        def refers(record: dict[str, Any], names: list[str] = names) -> tuple[Any, ...] | None:
+            values = tuple(record.get(name) for name in names)
+            return None if any(v in (None, "") for v in values) else values
+
+        wanted = {key for _, r in records if (key := refers(r)) is not None}
         if not wanted:
             continue
-        found = set(session.execute(select(column).where(column.in_(wanted))).scalars())
-        label = record_label(column.table.name)
-        errors += [
-            f"line {n}: {name}: no {label} {r[name]!r}"
-            for n, r in records
-            if r.get(name) not in (None, "") and r[name] not in found
-        ]
+        found = {tuple(row) for row in session.execute(
+            select(*columns).where(tuple_(*columns).in_(wanted)))}  # fmt: skip
+        label = record_label(columns[0].table.name)
+        for n, r in records:
+            key = refers(r)
+            if key is not None and key not in found:
+                shown = " ".join(str(v) for v in key)
+                errors.append(f"line {n}: {', '.join(names)}: no {label} {shown!r}")
     return errors
 
 

@@ -101,7 +101,10 @@ def save_many(
                 group,
             )
         inserted, updated = inserted + len(news), updated + len(olds)
-    kind = "sales_invoice_headers" if target.name == "sales_invoice_lines" else target.name
+    # Lines change with their document: the entries watching the documents wake.
+    kind = {"sales_invoice_lines": "sales_invoice_headers", "sales_lines": "sales_headers"}.get(
+        target.name, target.name
+    )
     data_changed(session, kind, tz, now=now)
     return Saved(inserted, updated)
 
