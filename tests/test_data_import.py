@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from domain.sales.models import Item, SalesPrice
-from domain.sales.records import RecordError, check_record, local_table
+from domain.sales.records import FieldValueError, check_record, local_table
 from jobs.sales.data_import import ImportRefused, import_rows, rows_of_text
 from runtime.settings import Settings
 from tests.helpers import cli_runner
@@ -138,11 +138,11 @@ SLOW_BOX = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]  # a load
 def test_any_row_is_either_stored_as_checked_or_refused_naming_a_field(
     row: dict[str, Any],
 ) -> None:
-    """Generated rows: the check never raises anything but RecordError, and what it
+    """Generated rows: the check never raises anything but FieldValueError, and what it
     passes fits the columns (text within its length, numbers within Numeric(18, 4))."""
     try:
         checked = check_record(TABLE, row)
-    except RecordError as exc:
+    except FieldValueError as exc:
         assert exc.field in row or exc.field in TABLE.key
         return
     assert set(checked) == set(row) and checked["no"] != ""

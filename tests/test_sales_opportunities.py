@@ -80,3 +80,33 @@ def test_an_opportunity_whose_contact_is_not_in_sales_waits_naming_it(
             select(SyncError).where(SyncError.local_id == "OP2")).scalars()]  # fmt: skip
     assert any("contact 'CT2' is not coupled to Dataverse yet" in r for r in reasons), reasons
     assert any("surname and name are blank" in r for r in reasons), reasons  # its own reason
+
+
+def test_an_opportunity_made_in_sales_comes_here_with_its_contact_and_salesperson(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    dv = company.dataverse
+    with sessions.begin() as session:
+        save(session, "contacts", {"no": "CT1", "first_name": "Ann", "surname": "Lee",
+             "customer_no": "C1"}, user="ADMIN", tz=settings.tz)  # fmt: skip
+    sync(engine, company, settings.tz, "SALESPEOPLE", "CUSTOMER", "CONTACT")
+    ann = next(c for c in dv.rows("contacts") if c["lastname"] == "Lee")["contactid"]
+    jim = next(u for u in dv.rows("systemusers") if u["internalemailaddress"] == "jim@cronus.com")
+    stranger = dv.add("contacts", {"lastname": "Unknown"})  # never coupled here
+    owner = f"/systemusers({jim['systemuserid']})"
+    deal = dv.add("opportunities", {"name": "Service contract", "estimatedvalue": 1200.0,
+                                    "parentcontactid@odata.bind": f"/contacts({ann})",
+                                    "ownerid@odata.bind": owner})  # fmt: skip
+    dv.add("opportunities", {"name": "Cold lead", "ownerid@odata.bind": owner,
+                             "parentcontactid@odata.bind": f"/contacts({stranger})"})  # fmt: skip
+    result = sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"]
+    assert (result.inserted, result.failed) == (1, 1)
+    with sessions() as session:
+        [made] = session.execute(select(Opportunity)).scalars()
+        assert (made.no, made.description, made.contact_no, made.salesperson_code) == (
+            "OP000001", "Service contract", "CT1", "JO")  # fmt: skip
+        assert made.estimated_value == Decimal(1200) and made.interaction_entry_no is None
+        [error] = session.execute(select(SyncError).where(SyncError.dataverse_id != deal)).scalars()
+    assert f"its contact (contacts({stranger})) is not coupled here" in error.message
+    again = sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"]
+    assert again.inserted == 0 and len(dv.rows("opportunities")) == 2  # no echo either way

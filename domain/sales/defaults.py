@@ -192,7 +192,6 @@ DEFAULTS: tuple[MappingDef, ...] = (
         "OPPORTUNITY",
         "Opportunities and opportunities, with their contact; the salesperson is the owner",
         inactivity_timeout=720,
-        only_coupled=True,
         dependencies=("CONTACT",),
         update_conflict=UpdateConflict.SEND_LOCAL,
     ),

@@ -1,7 +1,7 @@
 """A local sales record as people and files give it (text, or JSON values) checked
 against its table: every field known, every value of its column's type and size, the
 business key present. One check for every way data comes in (the `data import`
-command, the HTTP API); a bad value raises RecordError naming the field."""
+command, the HTTP API); a bad value raises FieldValueError naming the field."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ STAMPED = frozenset({"modified_at", "modified_by", "statistics_modified_at", "id
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
 
 
-class RecordError(ValueError):
+class FieldValueError(ValueError):
+    """A value that does not fit its field; names the field."""
+
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason = field, reason
@@ -71,7 +73,7 @@ def local_table(name: str) -> LocalTable:
     try:
         return IMPORTABLE[name]
     except KeyError:
-        raise RecordError(
+        raise FieldValueError(
             "table", f"no local table {name!r} (tables: {', '.join(sorted(IMPORTABLE))})"
         ) from None
 
@@ -82,14 +84,14 @@ def check_record(target: LocalTable, values: Mapping[str, Any]) -> dict[str, Any
     if unknown:
         name = unknown[0]
         why = "is set by the system" if name in STAMPED else "no such field"
-        raise RecordError(name, f"{why} (fields: {', '.join(target.fields)})")
+        raise FieldValueError(name, f"{why} (fields: {', '.join(target.fields)})")
     missing = [k for k in target.key if k not in values and not _nullable(target, k)]
     if missing:
-        raise RecordError(missing[0], "missing; it identifies the record")
+        raise FieldValueError(missing[0], "missing; it identifies the record")
     checked = {name: check_value(target, name, raw) for name, raw in values.items()}
     for name in target.key:
         if target.table.c[name].primary_key and checked.get(name) == "":
-            raise RecordError(name, "must not be empty; it identifies the record")
+            raise FieldValueError(name, "must not be empty; it identifies the record")
     return checked
 
 
@@ -106,7 +108,7 @@ def check_value(target: LocalTable, name: str, raw: Any) -> Any:
             return None
         if isinstance(kind, String):
             return ""
-        raise RecordError(name, "must have a value")
+        raise FieldValueError(name, "must have a value")
     if isinstance(kind, Boolean):
         return _flag(name, raw)
     if isinstance(kind, Integer):
@@ -119,7 +121,7 @@ def check_value(target: LocalTable, name: str, raw: Any) -> Any:
         return _choice(name, raw, list(kind.enums))
     if isinstance(kind, String):
         return _text(name, raw, kind.length)
-    raise RecordError(name, f"cannot be imported ({kind})")
+    raise FieldValueError(name, f"cannot be imported ({kind})")
 
 
 def _flag(name: str, raw: Any) -> bool:
@@ -127,39 +129,39 @@ def _flag(name: str, raw: Any) -> bool:
         return raw
     text = str(raw).strip().lower()
     if text not in _TRUE | _FALSE:
-        raise RecordError(name, f"{raw!r} is not yes or no")
+        raise FieldValueError(name, f"{raw!r} is not yes or no")
     return text in _TRUE
 
 
 def _whole(name: str, raw: Any) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise RecordError(name, f"{raw!r} is not a whole number")
+        raise FieldValueError(name, f"{raw!r} is not a whole number")
     try:
         value = int(str(raw).strip())
     except ValueError:
-        raise RecordError(name, f"{raw!r} is not a whole number") from None
+        raise FieldValueError(name, f"{raw!r} is not a whole number") from None
     if not -(2**31) <= value < 2**31:
-        raise RecordError(name, f"{value} is out of range")
+        raise FieldValueError(name, f"{value} is out of range")
     return value
 
 
 def _number(name: str, raw: Any, precision: int, scale: int) -> Decimal:
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise RecordError(name, f"{raw!r} is not a number")
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+        raise FieldValueError(name, f"{raw!r} is not a number")
     try:
         value = Decimal(str(raw).strip())
     except InvalidOperation:
-        raise RecordError(name, f"{raw!r} is not a number (use a point: 12.50)") from None
+        raise FieldValueError(name, f"{raw!r} is not a number (use a point: 12.50)") from None
     if not value.is_finite() or abs(value) >= Decimal(10) ** (precision - scale):
-        raise RecordError(name, f"{raw!r} is out of range")
+        raise FieldValueError(name, f"{raw!r} is out of range")
     if value.as_tuple().exponent < -scale:  # type: ignore[operator]
-        raise RecordError(name, f"{raw!r} has more than {scale} decimals")
+        raise FieldValueError(name, f"{raw!r} has more than {scale} decimals")
     return value
 
 
 def _choice(name: str, raw: Any, choices: list[str]) -> str:
     if not isinstance(raw, str) or raw not in choices:
-        raise RecordError(name, f"{raw!r} is not one of {', '.join(choices)}")
+        raise FieldValueError(name, f"{raw!r} is not one of {', '.join(choices)}")
     return raw
 
 
@@ -169,15 +171,15 @@ def _date(name: str, raw: Any) -> date:
     try:
         return date.fromisoformat(str(raw).strip())
     except ValueError:
-        raise RecordError(name, f"{raw!r} is not a date (YYYY-MM-DD)") from None
+        raise FieldValueError(name, f"{raw!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _text(name: str, raw: Any, length: int | None) -> str:
     if not isinstance(raw, str | int) or isinstance(raw, bool):
-        raise RecordError(name, f"{raw!r} is not text")
+        raise FieldValueError(name, f"{raw!r} is not text")
     text = str(raw)
     if "\x00" in text:
-        raise RecordError(name, "contains a NUL character")
+        raise FieldValueError(name, "contains a NUL character")
     if length is not None and len(text) > length:
-        raise RecordError(name, f"{len(text)} characters is over the maximum of {length}")
+        raise FieldValueError(name, f"{len(text)} characters is over the maximum of {length}")
     return text

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Select, String, cast, func, select, update
 
 from domain.sales.integration import Coupling, DataverseConnection
 from domain.sales.models import (
+    Opportunity,
     SalesHeader,
     SalesInvoiceLine,
     SalesLine,
@@ -35,7 +36,7 @@ from domain.sales.outcome import Counters
 from domain.sales.payload import RecordError
 from jobs.dataverse.batch import BatchItem, BatchOperation
 from jobs.dataverse.client import MAX_PER_REQUEST, DataverseError, MalformedResponse, Written
-from jobs.sales import documents, notes, writes
+from jobs.sales import couplings, documents, notes, writes
 from jobs.sales.books import Books, Couple
 from jobs.sales.candidates import Candidate
 from jobs.sales.context import SyncContext
@@ -47,7 +48,7 @@ SP = table(Salesperson)
 PRICES = table(SalesPrice)
 DC = table(DataverseConnection)
 C = table(Coupling)
-SH, SL = table(SalesHeader), table(SalesLine)
+SH, SL, OP = table(SalesHeader), table(SalesLine), table(Opportunity)
 
 
 @dataclass
@@ -105,6 +106,13 @@ class Behaviour:
 
     # True: `intake` does the whole run, both ways (no generic push after it).
     whole_run = False
+    # Attributes the pull reads besides the mapping's fields (for `new_local_values`).
+    extra_attributes: tuple[str, ...] = ()
+
+    def new_local_values(self, ctx: SyncContext, row: dict[str, Any]) -> dict[str, Any]:
+        """Values a new local record needs beyond the mapping's fields (its references,
+        from the row's lookups); RecordError when one is not coupled yet."""
+        return {}
 
     def intake(self, ctx: SyncContext, mapping: Mapping, books: Books) -> Counters | None:
         """Reads from Dataverse its own way (quotes and orders with their lines); None:
@@ -390,6 +398,39 @@ class Contacts(Behaviour):
         return {"firstname": row.first_name or first.strip(), "lastname": last.strip()[:50]}
 
 
+class Opportunities(Behaviour):
+    """An opportunity made in Sales comes here with its contact and salesperson, both
+    found through their couplings, numbered as those made from logged emails."""
+
+    extra_attributes = ("_parentcontactid_value", "_ownerid_value")
+
+    def new_local_values(self, ctx: SyncContext, row: dict[str, Any]) -> dict[str, Any]:
+        values = {}
+        with ctx.db.connect() as conn:
+            for attribute, entity_set, field_name, what in (
+                ("_parentcontactid_value", "contacts", "contact_no", "contact"),
+                ("_ownerid_value", "systemusers", "salesperson_code", "owner"),
+            ):
+                found = None
+                if row.get(attribute):
+                    found = couplings.find_by_dataverse(conn, entity_set, str(row[attribute]))
+                if found is None:
+                    raise RecordError(
+                        f"its {what} ({entity_set}({row.get(attribute)})) is not coupled here"
+                    )
+                values[field_name] = str(found.local_id)
+        return values
+
+    def taken_keys(self, conn: Connection) -> set[str]:
+        return set(conn.execute(select(OP.c.no)).scalars())
+
+    def new_local_key(self, values: dict[str, Any], taken: set[str]) -> str | None:
+        numbers = [int(n[2:]) for n in taken if n.startswith("OP") and n[2:].isdigit()]
+        key = f"OP{max(numbers, default=0) + 1:06d}"
+        taken.add(key)
+        return key
+
+
 class Documents(Behaviour):
     """Quotes activated and orders submitted in Sales, made here (jobs.sales.documents)."""
 
@@ -477,6 +518,7 @@ class SalesOrderNotes(Behaviour):
 
 _BEHAVIOURS: dict[str, Behaviour] = {
     "SALESORDER-NOTES": SalesOrderNotes(),
+    "OPPORTUNITY": Opportunities(),
     "SALESORDER-RELEASED": ReleasedOrders(),
     "SALESORDER-ORDER": Documents(documents.ORDERS),
     "QUOTE-SALESQUOTE": Documents(documents.QUOTES),

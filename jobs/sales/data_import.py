@@ -17,7 +17,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from domain.sales.payload import record_label
-from domain.sales.records import LocalTable, RecordError, check_record, local_table
+from domain.sales.records import FieldValueError, LocalTable, check_record, local_table
 from jobs.sales.local import Saved, save_many
 
 SHOWN_ERRORS = 20  # a file with thousands of bad rows names the first ones and counts the rest
@@ -82,7 +82,7 @@ def import_rows(
     """Check every row, then write them all (in the caller's transaction) or none."""
     try:
         target = local_table(table_name)
-    except RecordError as exc:
+    except FieldValueError as exc:
         raise ImportRefused([str(exc)]) from None
     records: list[tuple[int, dict[str, Any]]] = []
     errors: list[str] = []
@@ -90,7 +90,7 @@ def import_rows(
     for number, row in rows:
         try:
             record = _checked(target, row)
-        except RecordError as exc:
+        except FieldValueError as exc:
             errors.append(f"line {number}: {exc}")
             continue
         key = target.key_of(record)
@@ -109,9 +109,9 @@ def import_rows(
 
 def _checked(target: LocalTable, row: Any) -> dict[str, Any]:
     if not isinstance(row, dict):
-        raise RecordError("row", f"must be an object of fields, not {type(row).__name__}")
+        raise FieldValueError("row", f"must be an object of fields, not {type(row).__name__}")
     if "" in row:
-        raise RecordError("row", str(row[""]))
+        raise FieldValueError("row", str(row[""]))
     return check_record(target, row)
 
 

@@ -32,8 +32,8 @@ from domain.sales.integration import (
 )
 from domain.sales.models import table
 from domain.sales.outcome import Counters, Outcome
-from domain.sales.payload import odata_datetime
-from domain.sales.records import IMPORTABLE, RecordError, check_value
+from domain.sales.payload import RecordError, odata_datetime
+from domain.sales.records import IMPORTABLE, FieldValueError, check_value
 from domain.sales.row_filter import matches, terms
 from jobs.dataverse.client import (
     DeltaRefused,
@@ -94,6 +94,7 @@ class Puller:
             "_modifiedby_value",
         }
         attrs |= {name for name, _, _ in terms(dv_filter)}
+        attrs |= set(self.behaviour.extra_attributes)
         link = mapping.row.dataverse_delta_link
         saved: dict[str, Any] | None = None
         if link != "":  # "": the table does not track changes
@@ -294,10 +295,9 @@ class Puller:
                 raw = target.default(name)  # Dataverse's empty number: the local default
             try:
                 converted[name] = check_value(target, name, raw)
-            except RecordError as exc:
-                raise RecordError(
-                    exc.field, f"{exc.reason} (in {self.mapping.entity_set}({row_id}))"
-                ) from None
+            except FieldValueError as exc:
+                where = f"in {self.mapping.entity_set}({row_id})"
+                raise RecordError(f"{exc.field}: {exc.reason} ({where})") from None
         return converted
 
     def _blank(self, row: dict[str, Any], row_id: str) -> str | None:
@@ -386,6 +386,8 @@ class Puller:
             return Result("", Outcome.FAILED, blank, row_id, retry=False)
         try:
             values = self._converted(row, row_id)
+            if match is None:
+                values |= self.behaviour.new_local_values(self.ctx, row)
         except RecordError as exc:
             return Result(match or "", Outcome.FAILED, str(exc), row_id, retry=False)
         local_id = match
