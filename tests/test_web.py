@@ -5,6 +5,7 @@ API tokens, the audit trail, the schedule preview."""
 from __future__ import annotations
 
 import re
+from html import unescape
 from typing import Any
 
 import pytest
@@ -594,3 +595,47 @@ def test_the_api_imports_records_as_the_command_line_does(
     assert again.json()["updated"] == 1
     unknown = console.post("/api/data/secrets", headers=admin, json=rows)
     assert unknown.status_code == 422 and "no local table 'secrets'" in unknown.text
+
+
+def test_an_admin_uses_the_coupling_tools_in_the_console(
+    settings: Settings, engine: Any, sessions: Any, company: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from admin.web.app import create_web_app
+    from domain.sales.integration import Coupling
+
+    monkeypatch.setenv("JOBQUEUE_SECRET_KEY", company.key)
+    with sessions.begin() as session:
+        add_user(session, "ada", Role.ADMIN, PASSWORD, utcnow())
+        add_user(session, "otto", Role.OPERATOR, PASSWORD, utcnow())
+    fabrikam = company.dataverse.add("accounts", {"name": "The Cannon Group"})  # C1's name
+    console = TestClient(create_web_app(replace(settings, ca_file=company.bundle), engine),
+                         follow_redirects=False)  # fmt: skip
+    csrf = sign_in(console, "otto")
+    refused = console.post("/sales/match", data={"csrf_token": csrf, "mapping": "CUSTOMER",
+                                                 "on": "name"})  # fmt: skip
+    assert refused.status_code == 403
+    console.post("/logout", data={"csrf_token": csrf})
+    csrf = sign_in(console, "ada")
+    preview = console.post("/sales/match", data={"csrf_token": csrf, "mapping": "CUSTOMER",
+                                                 "on": "name"})  # fmt: skip
+    assert preview.status_code == 200 and "1 to couple" in preview.text and fabrikam in preview.text
+    plan = re.search(r'name="plan" value="([^"]+)"', preview.text)
+    assert plan is not None
+    applied = console.post("/sales/match", data={"csrf_token": csrf,
+                                                 "plan": unescape(plan.group(1))})  # fmt: skip
+    assert applied.status_code == 200 and "1 coupled" in applied.text
+    with sessions() as session:
+        [coupled] = session.execute(select(Coupling).where(Coupling.local_id == "C1")).scalars()
+    assert coupled.dataverse_id == fabrikam
+    bad = console.post("/sales/match", data={"csrf_token": csrf, "mapping": "CUSTOMER",
+                                             "on": "colour"})  # fmt: skip
+    assert bad.status_code == 422 and "colour is not a plain field" in bad.text
+    done = console.post("/sales/tools/uncouple", data={"csrf_token": csrf, "mapping": "CUSTOMER",
+                                                       "local_id": "C1"})  # fmt: skip
+    assert done.status_code == 200 and "C1 uncoupled" in done.text
+    retried = console.post("/sales/tools/retry", data={"csrf_token": csrf})
+    assert retried.status_code == 200 and "no failed records" in retried.text
+    full = console.post("/sales/tools/full-sync", data={"csrf_token": csrf})
+    assert full.status_code == 200 and "SALESPEOPLE, CURRENCY, CUSTOMER" in full.text

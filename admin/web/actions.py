@@ -212,3 +212,70 @@ def email_logging(
             made = to_opportunity(session, number)
             return f"opportunity {made.no} made of entry {number}"
     raise EntryError(f"unknown email logging action {what!r}")
+
+
+def _admin(who: Principal, what: str) -> None:
+    if not who.may(Role.ADMIN):
+        raise Forbidden(f"{what} needs the admin role")
+
+
+def sales_requests(
+    sessions: sessionmaker[Session], who: Principal, action: str, form: Mapping[str, str]
+) -> str:
+    """The coupling tools that need no Dataverse call (`jobqueue sales sync|retry|
+    full-sync|uncouple`); returns what was done, in a sentence."""
+    from jobs.sales import matching, rerun
+
+    _admin(who, action.replace("-", " "))
+    mapping, local_id = form.get("mapping", "").strip(), form.get("local_id", "").strip()
+    with sessions.begin() as session:
+        acting_as(session, who.name, who.via)
+        if action == "retry":
+            counts = rerun.retry_failed(session, utcnow())
+            return (
+                f"{sum(counts.values())} failed record(s) retried now"
+                if counts
+                else "no failed records"
+            )
+        if action == "full-sync":
+            codes = rerun.full_sync(session, utcnow())
+            return f"full synchronization: {', '.join(codes)} run now, in this order"
+        if action == "sync":
+            code = rerun.sync_record(session, mapping, local_id, utcnow())
+            return f"{local_id} queued; entry {code} runs now"
+    if action == "uncouple":
+        row = matching.uncouple(sessions.kw["bind"], mapping, local_id)
+        return f"{local_id} uncoupled from {row} (neither was deleted)"
+    raise ValueError(f"no sales action {action!r}")
+
+
+def match_preview(
+    sessions: sessionmaker[Session], who: Principal, verify: str | bool, mapping: str, on: str
+) -> Any:
+    """Match-based coupling's preview (nothing is written): the plan to apply."""
+    from jobs.sales import matching
+    from jobs.sales.connection import connect
+    from runtime.secrets import SecretBox
+
+    _admin(who, "match-based coupling")
+    engine = sessions.kw["bind"]
+    fields = [name.strip() for name in on.split(",") if name.strip()]
+    with connect(engine, SecretBox.from_env(), verify).client as client:
+        return matching.preview(engine, client, mapping, fields)
+
+
+def match_apply(
+    sessions: sessionmaker[Session], who: Principal, verify: str | bool, plan_json: str
+) -> str:
+    """Couples exactly the pairs of a previewed plan."""
+    from jobs.sales import matching
+    from jobs.sales.connection import connect
+    from runtime.secrets import SecretBox
+
+    _admin(who, "match-based coupling")
+    plan = matching.Plan.from_json(plan_json)
+    engine = sessions.kw["bind"]
+    with connect(engine, SecretBox.from_env(), verify).client as client:
+        left_out = matching.apply(engine, client, plan, utcnow())
+    said = f"{len(plan.pairs) - len(left_out)} coupled"
+    return said + (f"; left out: {'; '.join(left_out)}" if left_out else "")

@@ -41,6 +41,8 @@ from domain.queue.recurrence import next_runs
 from domain.queue.transitions import describe_weekdays_of, recurrence_of
 from domain.users.accounts import authenticate
 from domain.users.models import Role
+from jobs.dataverse.client import DataverseError
+from jobs.microsoft.client import MicrosoftError
 from jobs.microsoft.identity import SignInError, UserSignIn
 from jobs.registry import registry
 from runtime.secrets import Secret, SecretBox
@@ -342,6 +344,43 @@ def create_web_app(
         except ValueError as exc:
             return _sales_page(request, 422, str(exc))
         return _sales_page(request, 200, said)
+
+    @app.post("/sales/tools/{action}", include_in_schema=False)
+    async def sales_tool(request: Request, action: str) -> Response:
+        """Retry failed records, a full synchronization, one record now, uncouple."""
+        me, form = await posted(request)
+        texts = {k: str(v) for k, v in form.items()}
+        try:
+            said = await run_in_threadpool(actions.sales_requests, sessions, me, action, texts)
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except ValueError as exc:
+            return _sales_page(request, 422, str(exc))
+        return _sales_page(request, 200, said)
+
+    @app.post("/sales/match", include_in_schema=False)
+    async def match(request: Request) -> Response:
+        """Match-based coupling: preview (a plan is shown, nothing written), then apply
+        exactly that plan."""
+        me, form = await posted(request)
+        try:
+            if form.get("plan"):
+                said = await run_in_threadpool(actions.match_apply, sessions, me,
+                                               settings.verify, str(form["plan"]))  # fmt: skip
+                return _sales_page(request, 200, said)
+            mapping, on = str(form.get("mapping", "")), str(form.get("on", ""))
+            plan = await run_in_threadpool(
+                actions.match_preview, sessions, me, settings.verify, mapping, on
+            )
+        except actions.Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+        except ValueError as exc:
+            return _sales_page(request, 422, str(exc))
+        except (DataverseError, MicrosoftError) as exc:  # Sales could not be asked
+            return _sales_page(request, 502, f"Dynamics 365 Sales: {exc}")
+        with sessions() as session:
+            state = queries.sales(session)
+        return page(request, "sales.html", 200, message="", plan=plan, **state)
 
     @app.get("/users", include_in_schema=False)
     def users(request: Request) -> HTMLResponse:
