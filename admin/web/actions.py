@@ -25,6 +25,11 @@ class Forbidden(Exception):
     """The user's role does not allow this."""
 
 
+def _require(who: Principal, role: Role, what: str) -> None:
+    if not who.may(role):
+        raise Forbidden(f"{what} needs the {role.value} role")
+
+
 def _ready(session: Session, code: str, tz: tzinfo) -> None:
     ops.set_ready(session, code, utcnow(), tz)
 
@@ -64,8 +69,7 @@ def act(
     if action not in ACTIONS:
         raise EntryError(f"unknown action {action!r} (actions: {', '.join(ACTIONS)})")
     needed, do = ACTIONS[action]
-    if not who.may(needed):
-        raise Forbidden(f"{action} needs the {needed.value} role")
+    _require(who, needed, action)
     with sessions.begin() as session:
         do(acting_as(session, who.name, who.via), code, tz)
 
@@ -73,8 +77,7 @@ def act(
 def edit(
     sessions: sessionmaker[Session], who: Principal, code: str, texts: Mapping[str, str], tz: tzinfo
 ) -> JobQueueEntry:
-    if not who.may(Role.ADMIN):
-        raise Forbidden("editing an entry needs the admin role")
+    _require(who, Role.ADMIN, "editing an entry")
     changes = changes_from_text(texts, tz)
     job = changes.get("job_name")
     if job is not None and not job:
@@ -93,8 +96,7 @@ def create(
     texts: Mapping[str, str],
     tz: tzinfo,
 ) -> JobQueueEntry:
-    if not who.may(Role.ADMIN):
-        raise Forbidden("adding an entry needs the admin role")
+    _require(who, Role.ADMIN, "adding an entry")
     changes = changes_from_text(texts, tz)
     with sessions.begin() as session:
         session = acting_as(session, who.name, who.via)
@@ -103,8 +105,7 @@ def create(
 
 def clean_log(sessions: sessionmaker[Session], who: Principal, days_text: str) -> int:
     """`days_text` "failed": the failed runs' entries; else those older than that many days."""
-    if not who.may(Role.ADMIN):
-        raise Forbidden("deleting log entries needs the admin role")
+    _require(who, Role.ADMIN, "deleting log entries")
     if days_text == "failed":
         with sessions.begin() as session:
             return ops.delete_failed_log_entries(session)
@@ -119,8 +120,7 @@ def clean_log(sessions: sessionmaker[Session], who: Principal, days_text: str) -
 def add_category(
     sessions: sessionmaker[Session], who: Principal, code: str, description: str
 ) -> None:
-    if not who.may(Role.ADMIN):
-        raise Forbidden("adding a category needs the admin role")
+    _require(who, Role.ADMIN, "adding a category")
     with sessions.begin() as session:
         ops.add_category(acting_as(session, who.name, who.via), code, description)
 
@@ -129,8 +129,7 @@ def retry_email(sessions: sessionmaker[Session], who: Principal, outbox_id: str)
     """Sends a Failed message again (the command line's `email outbox retry`)."""
     from jobs.mail.compose import retry
 
-    if not who.may(Role.OPERATOR):
-        raise Forbidden("retrying an email needs the operator role")
+    _require(who, Role.OPERATOR, "retrying an email")
     with sessions.begin() as session:
         retry(session, outbox_id, utcnow())
 
@@ -141,8 +140,7 @@ def import_data(
     """The command line's `data import`, for records sent as a JSON array."""
     from jobs.sales.data_import import import_rows
 
-    if not who.may(Role.ADMIN):
-        raise Forbidden("importing data needs the admin role")
+    _require(who, Role.ADMIN, "importing data")
     with sessions.begin() as session:
         acting_as(session, who.name, who.via)
         numbered = list(enumerate(rows, start=1))
@@ -155,8 +153,7 @@ def settle_conflict(
     """An admin's answer to a recorded update conflict (`jobqueue sales resolve`)."""
     from jobs.sales.conflicts import resolve
 
-    if not who.may(Role.ADMIN):
-        raise Forbidden("settling a conflict needs the admin role")
+    _require(who, Role.ADMIN, "settling a conflict")
     with sessions.begin() as session:
         return resolve(session, mapping, local_id, keep, utcnow())
 
@@ -165,8 +162,7 @@ def manage_user(sessions: sessionmaker[Session], who: Principal, form: Mapping[s
     """Add a user, change a role or delete a user (admin); returns what was done."""
     from domain.users import accounts
 
-    if not who.may(Role.ADMIN):
-        raise Forbidden("managing users needs the admin role")
+    _require(who, Role.ADMIN, "managing users")
     name, what = form.get("name", ""), form.get("do", "")
     with sessions.begin() as session:
         session = acting_as(session, who.name, who.via)
@@ -194,8 +190,7 @@ def email_logging(
     from admin.email_logging import switch, to_opportunity, validate_setup
 
     needed = Role.OPERATOR if what == "opportunity" else Role.ADMIN
-    if not who.may(needed):
-        raise Forbidden(f"this needs the {needed.value} role")
+    _require(who, needed, "this")
     if what == "validate":
         mailbox, checked = validate_setup(sessions, settings)
         return f"{mailbox} is set up correctly: " + "; ".join(checked)
@@ -214,11 +209,6 @@ def email_logging(
     raise EntryError(f"unknown email logging action {what!r}")
 
 
-def _admin(who: Principal, what: str) -> None:
-    if not who.may(Role.ADMIN):
-        raise Forbidden(f"{what} needs the admin role")
-
-
 def sales_requests(
     sessions: sessionmaker[Session], who: Principal, action: str, form: Mapping[str, str]
 ) -> str:
@@ -226,7 +216,7 @@ def sales_requests(
     full-sync|uncouple`); returns what was done, in a sentence."""
     from jobs.sales import matching, rerun
 
-    _admin(who, action.replace("-", " "))
+    _require(who, Role.ADMIN, action.replace("-", " "))
     mapping, local_id = form.get("mapping", "").strip(), form.get("local_id", "").strip()
     with sessions.begin() as session:
         acting_as(session, who.name, who.via)
@@ -257,7 +247,7 @@ def match_preview(
     from jobs.sales.connection import connect
     from runtime.secrets import SecretBox
 
-    _admin(who, "match-based coupling")
+    _require(who, Role.ADMIN, "match-based coupling")
     engine = sessions.kw["bind"]
     fields = [name.strip() for name in on.split(",") if name.strip()]
     with connect(engine, SecretBox.from_env(), verify).client as client:
@@ -272,7 +262,7 @@ def match_apply(
     from jobs.sales.connection import connect
     from runtime.secrets import SecretBox
 
-    _admin(who, "match-based coupling")
+    _require(who, Role.ADMIN, "match-based coupling")
     plan = matching.Plan.from_json(plan_json)
     engine = sessions.kw["bind"]
     with connect(engine, SecretBox.from_env(), verify).client as client:
