@@ -264,9 +264,16 @@ def creates_side_by_side(count: int, rounds: int) -> dict[str, tuple[float, floa
             authority_host=identity.base, verify=bundle,
         )  # fmt: skip
         client = DataverseClient(dv.url, tokens, verify=bundle)
+        currency = f"/transactioncurrencies({dv.base_currency})"  # a price list needs one
         for entity_set, body in (
             ("accounts", lambda n: {"name": f"Account {n}"}),
-            ("pricelevels", lambda n: {"name": f"List {uuid.uuid4()}"}),
+            (
+                "pricelevels",
+                lambda n: {
+                    "name": f"List {uuid.uuid4()}",
+                    "transactioncurrencyid@odata.bind": currency,
+                },
+            ),
         ):
             timings: dict[str, list[float]] = {"bulk": [], "batch": []}
             requests = {}
