@@ -27,6 +27,7 @@ from admin.demo_setup import set_up
 from admin.processes import EmbeddedSystem, start_health
 from domain.clock import utcnow
 from domain.queue import entries as ops
+from domain.queue.limits import EntryError
 from domain.queue.status import EntryStatus
 from jobs.sales import rerun
 from runtime.logs import get_logger
@@ -98,9 +99,12 @@ class Driver:
     def second_pass(self) -> bool:
         before = self.progress.poll()
         ready = [code for code, s in before.statuses.items() if s == EntryStatus.READY]
-        with self.sessions.begin() as session:
-            for code in ready:
-                ops.run_now(session, code, utcnow())
+        for code in ready:
+            try:
+                with self.sessions.begin() as session:
+                    ops.run_now(session, code, utcnow())
+            except EntryError:  # it started meanwhile: that run is the one waited for
+                continue
         return self.wait(
             lambda now: all(
                 now.finished.get(code, 0) > before.finished.get(code, 0)
