@@ -63,7 +63,7 @@ def _sales(session: Session, services: SandboxServices, box: SecretBox, tz: tzin
         authority_host=services.identity.base,
     )
     setup_defaults(session, utcnow(), tz)
-    set_switches(session, sales_order_integration=True, auto_create_sales_orders=True,
+    set_switches(session, tz, sales_order_integration=True, auto_create_sales_orders=True,
                  auto_process_quotes=True)  # fmt: skip
 
 

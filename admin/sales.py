@@ -211,6 +211,7 @@ class SalesCommands:
         with self._sessions().begin() as session:  # the CLI user acts
             state = set_switches(
                 session,
+                self.settings.tz,
                 sales_order_integration=args.sales_orders,
                 auto_create_sales_orders=args.auto_create_orders,
                 auto_process_quotes=args.auto_process_quotes,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from domain.clock import utcnow
 from domain.sales.defaults import DEFAULTS
-from jobs.sales.connection import connect, save_connection
+from jobs.sales.connection import SWITCHED_ENTRIES, connect, save_connection
 from jobs.sales.engine import Counters, SyncEngine
 from jobs.sales.setup import setup_defaults
 from runtime.secrets import Secret, SecretBox
@@ -24,7 +24,9 @@ from sandbox.identity import IdentityEmulator
 
 TENANT, CLIENT_ID, SECRET = "cronus.onmicrosoft.com", "9a9a9a9a-0000-4000-8000-000000000001", "dv~s"
 ORDER = [m.name for m in DEFAULTS]
-__all__ = ["ORDER", "Sandbox", "configure", "invoice", "seed", "start", "sync"]
+# The entries that run while sales order integration is switched off (the default).
+RUNNING = [m.entry_code for m in DEFAULTS if m.entry_code not in SWITCHED_ENTRIES]
+__all__ = ["ORDER", "RUNNING", "Sandbox", "configure", "invoice", "seed", "start", "sync"]
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
+from domain.clock import utcnow
 from domain.sales.integration import Coupling, SyncError
 from domain.sales.models import DocumentType, SalesHeader, SalesLine
 from jobs.sales.connection import set_switches
@@ -37,8 +38,9 @@ def synced(settings: Settings, engine: Any, sessions: Any, company: Sandbox) -> 
     """The company in Sales, the switches on; ids of what a person in Sales refers to."""
     sync(engine, company, settings.tz)
     with sessions.begin() as session:
-        set_switches(session, sales_order_integration=True, auto_create_sales_orders=True,
-                     auto_process_quotes=True)  # fmt: skip
+        on = {"sales_order_integration": True, "auto_create_sales_orders": True,
+              "auto_process_quotes": True}  # fmt: skip
+        set_switches(session, settings.tz, **on)
     dv = company.dataverse
     products = {p["productnumber"]: p for p in dv.rows("products")}
     pcs = next(u for u in dv.rows("uoms") if u["name"] == "PCS")
@@ -123,11 +125,11 @@ def test_the_switches_decide_and_a_document_fails_alone_naming_what_is_missing(
     for row in (lost, good):
         dv.edit("salesorders", row, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
     with sessions.begin() as session:
-        set_switches(session, auto_create_sales_orders=False)
+        set_switches(session, settings.tz, auto_create_sales_orders=False)
     assert sync(engine, company, settings.tz, ORDERS)[ORDERS].inserted == 0
     assert documents(sessions, DocumentType.ORDER) == []
     with sessions.begin() as session:
-        set_switches(session, auto_create_sales_orders=True)
+        set_switches(session, settings.tz, auto_create_sales_orders=True)
     result = sync(engine, company, settings.tz, ORDERS)[ORDERS]
     assert (result.inserted, result.failed) == (1, 1)
     assert [d.your_reference for d in documents(sessions, DocumentType.ORDER)] == ["Web order 18"]
@@ -221,3 +223,31 @@ def test_a_released_sales_order_goes_to_sales_once_with_its_lines_and_does_not_c
         sync(engine, company, settings.tz, name)
     assert len(dv.rows("salesorders")) == 1 and len(dv.rows("salesorderdetails")) == 2
     assert sorted(d.no for d in documents(sessions, DocumentType.ORDER)) == ["SO9001", "SO9002"]
+
+
+def test_the_switches_hold_or_ready_the_entries_of_sales_order_integration(
+    settings: Settings, sessions: Any, company: Sandbox
+) -> None:
+    from domain.queue.status import EntryStatus
+    from jobs.sales import rerun
+    from jobs.sales.connection import SWITCHED_ENTRIES
+    from tests.helpers import entry
+
+    def statuses() -> dict[str, EntryStatus]:
+        return {code: entry(sessions, code).status for code in SWITCHED_ENTRIES}
+
+    assert set(statuses().values()) == {EntryStatus.ON_HOLD}  # off after set-up: not idling
+    with sessions.begin() as session:
+        set_switches(session, settings.tz, sales_order_integration=True,
+                     auto_process_quotes=True)  # fmt: skip
+    assert statuses() == {"SALESORDER-ORDER": EntryStatus.ON_HOLD,  # its own switch is off
+                          "QUOTE-SALESQUOTE": EntryStatus.READY,
+                          "SALESORDER-RELEASED": EntryStatus.READY,
+                          "SALESORDER-NOTES": EntryStatus.READY}  # fmt: skip
+    with sessions.begin() as session:
+        codes = rerun.full_sync(session, utcnow())
+    assert "SALESORDER-ORDER" not in codes and "QUOTE-SALESQUOTE" in codes
+    assert entry(sessions, "SALESORDER-ORDER").status == EntryStatus.ON_HOLD
+    with sessions.begin() as session:
+        set_switches(session, settings.tz, sales_order_integration=False)
+    assert set(statuses().values()) == {EntryStatus.ON_HOLD}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
 from urllib.parse import urlparse
 
 from sqlalchemy import Engine, select, update
@@ -90,10 +91,23 @@ def connect(db: Engine, box: SecretBox, verify: str | bool = True) -> Connected:
 
 
 SWITCHES = ("sales_order_integration", "auto_create_sales_orders", "auto_process_quotes")
+# The entries of sales order integration, and the switches that must all be on for each
+# to run: as in Business Central, switched off, they stay on hold instead of running idle.
+SWITCHED_ENTRIES = {
+    "SALESORDER-ORDER": ("sales_order_integration", "auto_create_sales_orders"),
+    "QUOTE-SALESQUOTE": ("sales_order_integration", "auto_process_quotes"),
+    "SALESORDER-RELEASED": ("sales_order_integration",),
+    "SALESORDER-NOTES": ("sales_order_integration",),
+}
 
 
-def set_switches(session: Session, **switches: bool | None) -> dict[str, bool]:
-    """The connection's sales order integration switches; those given None stay."""
+def switched_on(state: dict[str, bool], entry_code: str) -> bool:
+    return all(state[name] for name in SWITCHED_ENTRIES[entry_code])
+
+
+def set_switches(session: Session, tz: tzinfo, **switches: bool | None) -> dict[str, bool]:
+    """The connection's sales order integration switches (those given None stay); the
+    entries they govern are set Ready or On Hold to match."""
     unknown = set(switches) - set(SWITCHES)
     if unknown:
         raise DataverseSetupError(
@@ -105,4 +119,32 @@ def set_switches(session: Session, **switches: bool | None) -> dict[str, bool]:
     for name, value in switches.items():
         if value is not None:
             setattr(row, name, value)
-    return {name: bool(getattr(row, name)) for name in SWITCHES}
+    state = {name: bool(getattr(row, name)) for name in SWITCHES}
+    session.flush()
+    follow_switches(session, state, tz)
+    return state
+
+
+def switches(session: Session) -> dict[str, bool]:
+    row = session.get(DataverseConnection, 1)
+    return {name: bool(row and getattr(row, name)) for name in SWITCHES}
+
+
+def follow_switches(session: Session, state: dict[str, bool], tz: tzinfo) -> None:
+    """Sets the governed entries Ready (switched on) or On Hold (off), when they exist."""
+    from domain.clock import utcnow
+    from domain.queue import entries as ops
+    from domain.queue.models import JobQueueEntry
+    from domain.queue.status import EntryStatus
+
+    for code in SWITCHED_ENTRIES:
+        entry = session.execute(
+            select(JobQueueEntry).where(JobQueueEntry.code == code)
+        ).scalar_one_or_none()
+        if entry is None:
+            continue
+        if not switched_on(state, code):
+            if entry.status != EntryStatus.ON_HOLD:
+                ops.set_on_hold(session, code)
+        elif entry.status == EntryStatus.ON_HOLD:
+            ops.set_ready(session, code, utcnow(), tz)

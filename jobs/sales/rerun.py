@@ -15,6 +15,7 @@ from domain.queue.limits import EntryError
 from domain.sales.defaults import BY_NAME, DEFAULTS
 from domain.sales.integration import IntegrationTableMapping, PendingRecord, SyncResult
 from domain.sales.models import table
+from jobs.sales.connection import SWITCHED_ENTRIES, switched_on, switches
 from jobs.sales.mapping import load_mapping
 
 M, P = table(IntegrationTableMapping), table(PendingRecord)
@@ -74,4 +75,9 @@ def full_sync(session: Session, now: datetime) -> list[str]:
     priority). Couplings are kept: nothing is created twice."""
     session.execute(update(M).values(local_watermark=None, dataverse_watermark=None,
                                      dataverse_delta_link=None))  # fmt: skip
-    return [run_now(session, spec.name, now) for spec in DEFAULTS]
+    state = switches(session)
+    return [
+        run_now(session, spec.name, now)
+        for spec in DEFAULTS
+        if spec.entry_code not in SWITCHED_ENTRIES or switched_on(state, spec.entry_code)
+    ]

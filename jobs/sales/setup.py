@@ -15,6 +15,7 @@ from domain.queue.models import JobQueueCategory
 from domain.sales.defaults import CATEGORY, DEFAULTS, MappingDef
 from domain.sales.integration import IntegrationFieldMapping, IntegrationTableMapping
 from jobs.registry import registry
+from jobs.sales.connection import follow_switches, switches
 
 
 def install_mapping(session: Session, spec: MappingDef) -> None:
@@ -75,4 +76,6 @@ def setup_defaults(session: Session, now: datetime, tz: tzinfo) -> list[str]:
         }
         ops.put_entry(session, spec.entry_code, "dataverse-sync", changes, registry, now, tz)
         codes.append(spec.entry_code)
+    session.flush()
+    follow_switches(session, switches(session), tz)  # sales order integration: if on
     return codes
