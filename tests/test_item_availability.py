@@ -79,7 +79,10 @@ def test_bad_queries_are_odata_errors_naming_the_option(
     client, auth = service
     for query, words in (("$filter=Colour eq 'red'", "$filter"), ("$select=Price", "Price"),
                          ("$top=-1", "$top"), ("$orderby=No sideways", "$orderby"),
-                         ("$filter=No eq", "$filter")):  # fmt: skip
+                         ("$filter=No eq", "$filter"),
+                         ("$filter=Unit/Code eq 'PCS'", "no navigation properties"),
+                         ("$filter=Lines/any(x: x/Qty gt 1)", "no navigation properties"),
+                         ):  # fmt: skip
         answer = client.get(f"{FEED}?{query}", headers=auth)
         assert answer.status_code == 400, query
         assert words in answer.json()["error"]["message"]
