@@ -4,7 +4,8 @@ counted), one entry with its log and audit trail, the home figures."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from fastapi import HTTPException
 from sqlalchemy import func, or_, select
@@ -164,11 +165,7 @@ def log_page(session: Session, params: dict[str, str]) -> tuple[list[JobQueueLog
     stmt = select(JobQueueLogEntry)
     status = params.get("status", "").strip()
     if status:
-        try:
-            stmt = stmt.where(JobQueueLogEntry.status == LogStatus(status))
-        except ValueError:
-            known = ", ".join(s.value for s in LogStatus)
-            raise HTTPException(400, f"status: one of {known}, not {status!r}") from None
+        stmt = stmt.where(JobQueueLogEntry.status == _status(LogStatus, status))
     code = params.get("code", "").strip()[:40]
     if code:
         stmt = stmt.where(JobQueueLogEntry.entry_code == code)
@@ -202,11 +199,7 @@ def mail(session: Session, status: str) -> tuple[list[Any], list[Any]]:
 
     outbox = select(OutboxMessage).order_by(OutboxMessage.created_at.desc()).limit(PAGE_SIZE)
     if status:
-        try:
-            outbox = outbox.where(OutboxMessage.status == OutboxStatus(status))
-        except ValueError:
-            known = ", ".join(s.value for s in OutboxStatus)
-            raise HTTPException(400, f"status: one of {known}, not {status!r}") from None
+        outbox = outbox.where(OutboxMessage.status == _status(OutboxStatus, status))
     sent = select(SentEmail).order_by(SentEmail.sent_at.desc()).limit(PAGE_SIZE)
     return list(session.execute(outbox).scalars()), list(session.execute(sent).scalars())
 
@@ -256,3 +249,15 @@ def email_logging(session: Session) -> dict[str, Any]:
         select(InteractionLogEntry).order_by(InteractionLogEntry.entry_no.desc()).limit(PAGE_SIZE)
     )
     return {"setup": setup, "interactions": list(entries.scalars())}
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def _status(kind: type[E], text: str) -> E:
+    """A status filter as typed; a 400 naming the choices otherwise."""
+    try:
+        return kind(text)
+    except ValueError:
+        known = ", ".join(str(s.value) for s in kind)
+        raise HTTPException(400, f"status: one of {known}, not {text!r}") from None

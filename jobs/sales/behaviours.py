@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, Select, String, cast, func, select, update
+from sqlalchemy import Connection, Select, String, bindparam, cast, func, select, update
 
 from domain.sales.integration import Coupling, DataverseConnection
 from domain.sales.models import (
@@ -464,6 +464,12 @@ class ReleasedOrders(Behaviour):
                 .where(SL.c.document_type == "Order", SL.c.document_no.in_(numbers))
                 .order_by(SL.c.document_no, SL.c.line_no)
             ).all()
+        for kind, local_table in (("Item", "items"), ("Resource", "resources")):
+            nos = [x.no for x in all_lines if x.type == kind]
+            ctx.lookups.prefetch(local_table, "products", nos)
+        ctx.lookups.prefetch(
+            "units_of_measure", "uoms", [x.unit_of_measure_code for x in all_lines]
+        )
         details: dict[str, dict[str, Any]] = {}
         owner: dict[str, str] = {}
         for d in created:
@@ -498,10 +504,12 @@ class ReleasedOrders(Behaviour):
                      if d.candidate.local_id not in failed}  # fmt: skip
         writes.upsert_all(ctx.client, "salesorders", submitted)
         with ctx.db.begin() as conn:  # the order now has its Dataverse row (intake skips it)
-            for d in created:
-                conn.execute(update(SH).where(SH.c.document_type == "Order",
-                                              SH.c.no == d.candidate.local_id)
-                             .values(dataverse_id=d.written.id))  # fmt: skip
+            conn.execute(
+                update(SH)
+                .where(SH.c.document_type == "Order", SH.c.no == bindparam("b_no"))
+                .values(dataverse_id=bindparam("b_id")),
+                [{"b_no": d.candidate.local_id, "b_id": d.written.id} for d in created],
+            )
         for d in created:
             d.written = Written(d.written.id, None, None)  # changed again: read back
         return AfterWrite(failed, [])

@@ -43,6 +43,20 @@ def find_by_dataverse(conn: Connection, entity_set: str, dataverse_id: str) -> A
     ).one_or_none()
 
 
+def by_dataverse(conn: Connection, wanted: dict[str, set[str]]) -> dict[tuple[str, str], Any]:
+    """The couplings of these Dataverse rows (entity set -> row ids), by (set, id): one
+    read for a whole chunk's references."""
+    found: dict[tuple[str, str], Any] = {}
+    for entity_set, ids in wanted.items():
+        ids = {i for i in ids if i}
+        if ids:
+            rows = conn.execute(
+                select(C).where(C.c.dataverse_table == entity_set, C.c.dataverse_id.in_(ids))
+            )
+            found |= {(entity_set, str(r.dataverse_id)): r for r in rows}
+    return found
+
+
 def dataverse_id(conn: Connection, local_table: str, local_id: str, entity_set: str) -> str | None:
     """The coupled row's id, only when the coupling is complete (not mid-create)."""
     row = find(conn, local_table, local_id, entity_set)

@@ -18,20 +18,19 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from domain.sales.integration import Coupling, DataverseConnection
+from domain.sales.integration import DataverseConnection
 from domain.sales.models import DocumentType, SalesHeader, SalesLine, table
 from domain.sales.outcome import Counters, Outcome
 from domain.sales.payload import RecordError
 from jobs.dataverse.client import parse_datetime, primary_key
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
-from jobs.sales.couplings import couple, find, find_by_dataverse
+from jobs.sales.couplings import by_dataverse, couple, find
 from jobs.sales.mapping import Mapping
 from runtime.logs import get_logger
 
 log = get_logger("sales.sync")
 H, L, DC = table(SalesHeader), table(SalesLine), table(DataverseConnection)
-Cp = table(Coupling)
 INTEGRATION = "INTEGRATION"
 
 
@@ -64,6 +63,8 @@ LINE_FIELDS = ["_productid_value", "productdescription", "quantity", "priceperun
 class DocumentIntake:
     def __init__(self, ctx: SyncContext, mapping: Mapping, books: Books, kind: Kind) -> None:
         self.ctx, self.mapping, self.books, self.kind = ctx, mapping, books, kind
+        # (entity set, row id) -> coupling, for the rows this run reads and what they name
+        self.coupled: dict[tuple[str, str], Any] = {}
 
     def pull(self) -> Counters:
         counters = Counters()
@@ -81,33 +82,31 @@ class DocumentIntake:
         rows = list(
             self.ctx.client.query(kind.entity_set, attrs, f"statecode eq {kind.state}", key=pk)
         )
-        with self.ctx.db.connect() as conn:
+        ids = [str(r[pk]) for r in rows]
+        with self.ctx.db.connect() as conn:  # what the rows refer to, read once
             made = set(
                 conn.execute(
                     select(H.c.dataverse_id).where(
-                        H.c.document_type == kind.document_type,
-                        H.c.dataverse_id.in_([str(r[pk]) for r in rows]),
+                        H.c.document_type == kind.document_type, H.c.dataverse_id.in_(ids)
                     )
                 ).scalars()
             )
-        with self.ctx.db.connect() as conn:  # orders sent from here are coupled already
-            coupled = {
-                str(r.dataverse_id)
-                for r in conn.execute(
-                    select(Cp.c.dataverse_id, Cp.c.local_id).where(
-                        Cp.c.dataverse_table == kind.entity_set,
-                        Cp.c.dataverse_id.in_([str(r[pk]) for r in rows]),
-                    )
-                )
-            }
+            self.coupled = by_dataverse(conn, {
+                kind.entity_set: set(ids),
+                "accounts": {str(r.get("_customerid_value") or "") for r in rows},
+                "systemusers": {str(r.get("_ownerid_value") or "") for r in rows},
+                "transactioncurrencies": {
+                    str(r.get("_transactioncurrencyid_value") or "") for r in rows
+                },
+            })  # fmt: skip
         results = []
         for row in rows:
             row_id = str(row[pk])
-            if row_id in coupled and row_id not in made:
-                continue
+            if (kind.entity_set, row_id) in self.coupled:
+                continue  # made here by an earlier run, or sent from here
             try:
-                if row_id in made:
-                    self._ensure_coupled(row_id)
+                if row_id in made:  # made by a run that lost its coupling: restored
+                    self._write(row_id, {}, [])
                     continue
                 document, lines = self._document(row)
                 no = self._write(row_id, document, lines)
@@ -133,20 +132,16 @@ class DocumentIntake:
         return bool(row and row.sales_order_integration and getattr(row, self.kind.switch))
 
     def _local(self, entity_set: str, row_id: str | None, what: str) -> str:
-        if not row_id:
-            raise RecordError(f"the {what} is missing")
-        with self.ctx.db.connect() as conn:
-            found = find_by_dataverse(conn, entity_set, row_id)
+        found = self.coupled.get((entity_set, str(row_id))) if row_id else None
         if found is None:
-            raise RecordError(f"its {what} ({entity_set}({row_id})) is not coupled here yet")
+            state = "missing" if not row_id else f"({entity_set}({row_id})) is not coupled here yet"
+            raise RecordError(f"its {what} {state}")
         return str(found.local_id)
 
     def _document(self, row: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         kind, pk = self.kind, primary_key(self.kind.entity_set)
         customer = self._local("accounts", row.get("_customerid_value"), "account")
-        owner = row.get("_ownerid_value")
-        with self.ctx.db.connect() as conn:
-            person = find_by_dataverse(conn, "systemusers", owner) if owner else None
+        person = self.coupled.get(("systemusers", str(row.get("_ownerid_value"))))
         currency = row.get("_transactioncurrencyid_value")
         base = self.ctx.lookups.currency("", "transactioncurrencyid")
         code = (
@@ -163,13 +158,19 @@ class DocumentIntake:
             "order_date": modified.date() if modified else None,
         }
         line_key = primary_key(kind.details)
-        details = self.ctx.client.query(
+        found = self.ctx.client.query(
             kind.details,
             [line_key, *LINE_FIELDS],
             f"{kind.parent} eq {row[pk]}",
             key=line_key,
             orderby="createdon asc",
         )
+        details = list(found)
+        with self.ctx.db.connect() as conn:  # the lines' products and units, read once
+            self.coupled |= by_dataverse(conn, {
+                "products": {str(d.get("_productid_value") or "") for d in details},
+                "uoms": {str(d.get("_uomid_value") or "") for d in details},
+            })  # fmt: skip
         lines = [self._line(n, d) for n, d in enumerate(details, start=1)]
         return document, lines
 
@@ -190,13 +191,8 @@ class DocumentIntake:
         if not product:  # a write-in product: a line of text and amounts
             line |= {"type": "", "description": str(detail.get("productdescription") or "")[:100]}
             return line
-        with self.ctx.db.connect() as conn:
-            found = find_by_dataverse(conn, "products", product)
-            unit = (
-                find_by_dataverse(conn, "uoms", detail["_uomid_value"])
-                if detail.get("_uomid_value")
-                else None
-            )
+        found = self.coupled.get(("products", str(product)))
+        unit = self.coupled.get(("uoms", str(detail.get("_uomid_value"))))
         if found is None:
             raise RecordError(
                 f"its product products({product}) is not coupled to an item or resource"
@@ -243,15 +239,6 @@ class DocumentIntake:
     def _couple(self, conn: Connection, no: str, row_id: str) -> None:
         if find(conn, "sales_headers", no, self.kind.entity_set) is None:
             couple(conn, "sales_headers", no, self.kind.entity_set, row_id, None, self.ctx.now())
-
-    def _ensure_coupled(self, row_id: str) -> None:
-        with self.ctx.db.begin() as conn:
-            no = conn.execute(
-                select(H.c.no).where(
-                    H.c.document_type == self.kind.document_type, H.c.dataverse_id == row_id
-                )
-            ).scalar_one()
-            self._couple(conn, no, row_id)
 
     def _next_no(self, conn: Connection) -> str:
         prefix = self.kind.prefix

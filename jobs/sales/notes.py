@@ -130,7 +130,7 @@ class OrderNotes:
                         update(N).where(N.c.id == note.id).values(dataverse_id=str(uuid.uuid4()))
                     )
             notes = conn.execute(select(N).where(N.c.id.in_([n.id for n in waiting]))).all()
-        results = []
+        results, sent = [], []
         for note in notes:
             body = {
                 "subject": f"Note by {note.created_by or 'Business Central'}"[:500],
@@ -143,11 +143,13 @@ class OrderNotes:
                 reason = f"note {note.id}: {exc}"
                 results.append(Result(note.document_no, Outcome.FAILED, reason, retry=False))
                 continue
-            with self.ctx.db.begin() as conn:
-                conn.execute(
-                    update(N).where(N.c.id == note.id).values(in_dataverse_at=self.ctx.now())
-                )
+            sent.append(note.id)
             results.append(
                 Result(note.document_no, Outcome.MODIFIED, dataverse_id=str(note.dataverse_id))
             )
+        if sent:  # Sales has them for sure now
+            with self.ctx.db.begin() as conn:
+                conn.execute(
+                    update(N).where(N.c.id.in_(sent)).values(in_dataverse_at=self.ctx.now())
+                )
         return results
