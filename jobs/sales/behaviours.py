@@ -109,10 +109,12 @@ class Behaviour:
     # Attributes the pull reads besides the mapping's fields (for `new_local_values`).
     extra_attributes: tuple[str, ...] = ()
 
-    def new_local_values(self, ctx: SyncContext, row: dict[str, Any]) -> dict[str, Any]:
-        """Values a new local record needs beyond the mapping's fields (its references,
-        from the row's lookups); RecordError when one is not coupled yet."""
-        return {}
+    def new_local_values(
+        self, ctx: SyncContext, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any] | str]:
+        """Per row, the values a new local record needs beyond the mapping's fields (its
+        references, from the row's lookups), or why it cannot be made yet."""
+        return [{} for _ in rows]
 
     def intake(self, ctx: SyncContext, mapping: Mapping, books: Books) -> Counters | None:
         """Reads from Dataverse its own way (quotes and orders with their lines); None:
@@ -404,22 +406,31 @@ class Opportunities(Behaviour):
 
     extra_attributes = ("_parentcontactid_value", "_ownerid_value")
 
-    def new_local_values(self, ctx: SyncContext, row: dict[str, Any]) -> dict[str, Any]:
-        values = {}
-        with ctx.db.connect() as conn:
-            for attribute, entity_set, field_name, what in (
-                ("_parentcontactid_value", "contacts", "contact_no", "contact"),
-                ("_ownerid_value", "systemusers", "salesperson_code", "owner"),
-            ):
-                found = None
-                if row.get(attribute):
-                    found = couplings.find_by_dataverse(conn, entity_set, str(row[attribute]))
+    REFERENCES = (
+        ("_parentcontactid_value", "contacts", "contact_no", "contact"),
+        ("_ownerid_value", "systemusers", "salesperson_code", "owner"),
+    )
+
+    def new_local_values(
+        self, ctx: SyncContext, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any] | str]:
+        with ctx.db.connect() as conn:  # every row's references in one read
+            known = couplings.by_dataverse(conn, {
+                entity_set: {str(r.get(attribute) or "") for r in rows}
+                for attribute, entity_set, _field, _what in self.REFERENCES
+            })  # fmt: skip
+        out: list[dict[str, Any] | str] = []
+        for row in rows:
+            values: dict[str, Any] = {}
+            missing = ""
+            for attribute, entity_set, field_name, what in self.REFERENCES:
+                found = known.get((entity_set, str(row.get(attribute))))
                 if found is None:
-                    raise RecordError(
-                        f"its {what} ({entity_set}({row.get(attribute)})) is not coupled here"
-                    )
+                    missing = f"its {what} ({entity_set}({row.get(attribute)})) is not coupled here"
+                    break
                 values[field_name] = str(found.local_id)
-        return values
+            out.append(missing or values)
+        return out
 
     def taken_keys(self, conn: Connection) -> set[str]:
         return set(conn.execute(select(OP.c.no)).scalars())

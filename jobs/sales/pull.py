@@ -262,8 +262,11 @@ class Puller:
             r = self._coupled(row, row_id, coupling, locals_, states, stamp, updates)
             results.append(r)
         if new_rows and not mapping.row.only_coupled:
+            unmatched = [r for (r, _), m in zip(new_rows, matched, strict=True) if m is None]
+            extras = iter(self.behaviour.new_local_values(self.ctx, unmatched))
             for (row, row_id), match in zip(new_rows, matched, strict=True):
-                results.append(self._new(row, row_id, match, taken, stamp, updates, inserts))
+                extra = {} if match is not None else next(extras)
+                results.append(self._new(row, row_id, match, extra, taken, stamp, updates, inserts))
         else:
             results += [Result("", Outcome.UNCHANGED) for _ in new_rows]
         with self.ctx.db.begin() as conn:
@@ -373,6 +376,7 @@ class Puller:
         row: dict[str, Any],
         row_id: str,
         match: str | None,
+        extra: dict[str, Any] | str,
         taken: set[str],
         stamp: dict[str, Any],
         updates: list[dict[str, Any]],
@@ -384,10 +388,10 @@ class Puller:
         blank = self._blank(row, row_id)
         if blank is not None:
             return Result("", Outcome.FAILED, blank, row_id, retry=False)
+        if isinstance(extra, str):  # a reference not coupled here yet
+            return Result("", Outcome.FAILED, extra, row_id, retry=False)
         try:
-            values = self._converted(row, row_id)
-            if match is None:
-                values |= self.behaviour.new_local_values(self.ctx, row)
+            values = self._converted(row, row_id) | extra
         except RecordError as exc:
             return Result(match or "", Outcome.FAILED, str(exc), row_id, retry=False)
         local_id = match
