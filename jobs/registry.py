@@ -118,7 +118,9 @@ class JobRegistry:
         validate: Callable[[str], None] = _accept_any,
     ) -> Callable[[JobFunc], JobFunc]:
         watches_fn: Callable[[str], frozenset[str]]
-        if isinstance(watches, frozenset):
+        if watches == frozenset():
+            watches_fn = _no_watches
+        elif isinstance(watches, frozenset):
             fixed = watches
 
             def watches_fixed(_parameters: str) -> frozenset[str]:
@@ -155,6 +157,11 @@ class JobRegistry:
     def names(self) -> list[str]:
         self._load()
         return sorted(self._jobs)
+
+    def watching_names(self) -> list[str]:
+        """The jobs whose entries some change of data may wake."""
+        self._load()
+        return sorted(name for name, job in self._jobs.items() if job.watches is not _no_watches)
 
     def probe(self, func: ChangeProbe) -> ChangeProbe:
         """Registers a check for changes written behind the application's back (plain

@@ -26,4 +26,4 @@ def data_changed(
         definition = jobs.find(job_name)
         return definition is not None and kind in definition.watches(parameters)
 
-    return wake_watchers(session, watches, tz, now or utcnow())
+    return wake_watchers(session, watches, tz, now or utcnow(), jobs.watching_names())

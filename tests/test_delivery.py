@@ -220,3 +220,64 @@ def test_a_category_entry_that_goes_to_sleep_frees_its_category_at_once(
     assert finished.wake_scheduler  # the category is free: tick now
     dispatcher.tick(utcnow())
     assert entry(sessions, "SECOND").status == EntryStatus.IN_PROCESS
+
+
+def test_data_changed_while_a_watcher_runs_is_not_lost_to_its_sleep(
+    settings: Settings, stub, engine
+) -> None:
+    """The lost wake-up: the job read the outbox empty, an email is queued before the run
+    ends, and the idle run would put the entry to sleep for its whole inactivity timeout
+    with the email unsent. The change is remembered: the entry runs again at once."""
+    from domain.queue.runs import RunResult, claim_run, finish_run
+    from jobs.mail.compose import OUTBOX_KIND
+    from jobs.wakeup import data_changed
+
+    broker, dispatcher, sessions = stub
+    add(sessions, settings, "OUTBOX", "email-dispatch", recurring=True, minutes_between_runs=1,
+        inactivity_timeout_minutes=60)  # fmt: skip
+    dispatcher.tick(utcnow())
+    [(entry_id, run_seq)] = queued(broker, settings)
+    with engine.begin() as conn:
+        claimed = claim_run(conn, entry_id, run_seq, "worker", 30.0, utcnow())
+        assert claimed is not None
+    with sessions.begin() as session:  # an email queued while the run goes on
+        assert data_changed(session, OUTBOX_KIND, settings.tz) == []  # nobody asleep to wake
+    before_end = utcnow()
+    with engine.begin() as conn:
+        idle = RunResult(succeeded=True, activity=False)
+        finished = finish_run(conn, claimed, idle, utcnow(), settings.tz)
+    assert finished.decision is not None and finished.decision.status == EntryStatus.READY
+    assert finished.wake_scheduler
+    now = entry(sessions, "OUTBOX")
+    assert now.status == EntryStatus.READY and now.earliest_start <= utcnow()
+    assert now.earliest_start >= before_end - timedelta(seconds=1)
+    # The remembered change is spent: the next idle run sleeps as usual.
+    dispatcher.tick(utcnow())
+    [_, (entry_id, run_seq)] = queued(broker, settings)
+    with engine.begin() as conn:
+        claimed = claim_run(conn, entry_id, run_seq, "worker", 30.0, utcnow())
+        assert claimed is not None
+        finished = finish_run(conn, claimed, idle, utcnow(), settings.tz)
+    assert entry(sessions, "OUTBOX").status == EntryStatus.ON_HOLD_INACTIVITY
+
+
+def test_data_changed_while_a_watcher_runs_does_not_touch_a_failed_run(
+    settings: Settings, stub, engine
+) -> None:
+    from domain.queue.runs import RunResult, claim_run, finish_run
+    from jobs.mail.compose import OUTBOX_KIND
+    from jobs.wakeup import data_changed
+
+    broker, dispatcher, sessions = stub
+    add(sessions, settings, "OUTBOX", "email-dispatch", recurring=True, minutes_between_runs=1,
+        inactivity_timeout_minutes=60, maximum_attempts=1)  # fmt: skip
+    dispatcher.tick(utcnow())
+    [(entry_id, run_seq)] = queued(broker, settings)
+    with engine.begin() as conn:
+        claimed = claim_run(conn, entry_id, run_seq, "worker", 30.0, utcnow())
+        assert claimed is not None
+    with sessions.begin() as session:
+        data_changed(session, OUTBOX_KIND, settings.tz)
+    with engine.begin() as conn:
+        finish_run(conn, claimed, RunResult.failure("boom", None), utcnow(), settings.tz)
+    assert entry(sessions, "OUTBOX").status == EntryStatus.ERROR

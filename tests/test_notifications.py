@@ -151,13 +151,21 @@ def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
         yield server
 
 
+def notices(sessions: Any) -> int:
+    """Notices waiting in the outbox."""
+    from domain.mail.models import OutboxMessage
+
+    with sessions() as session:
+        counted = select(func.count()).where(OutboxMessage.scenario == "Job Queue")
+        return int(session.execute(counted).scalar_one())
+
+
 def test_three_failures_send_one_email_and_one_signed_webhook(
     settings: Settings, smtp: SmtpServer, receiver: Receiver, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: Any,
 ) -> None:  # fmt: skip
     from admin.processes import EmbeddedSystem
     from domain.clock import utcnow
-    from domain.mail.models import OutboxMessage
     from domain.queue import entries as ops
     from domain.users.accounts import add_user
     from domain.users.models import Role
@@ -178,10 +186,6 @@ def test_three_failures_send_one_email_and_one_signed_webhook(
                      email="anna@cronus.com")  # fmt: skip
             add_user(session, "BOSS", Role.ADMIN, "a long password", utcnow(),
                      email="boss@cronus.com")  # fmt: skip
-            ops.add_entry(session, "EMAIL-OUTBOX", "email-dispatch",
-                          {"recurring": True, "minutes_between_runs": 1,
-                           "inactivity_timeout_minutes": 60, "parameter_string": "max_seconds=5"},
-                          registry, utcnow(), settings.tz)  # fmt: skip
             ops.add_entry(session, "FLAKY", "fail",
                           {"maximum_attempts": 3, "rerun_delay_seconds": 0, "user_id": "ANNA",
                            "description": "nightly import"},
@@ -190,10 +194,16 @@ def test_three_failures_send_one_email_and_one_signed_webhook(
         assert len(finished_logs(sessions, "FLAKY")) == 3
         wait_until(lambda: receiver.refused, timeout=30)
         wait_until(lambda: receiver.received, timeout=30)  # the first POST was refused: retried
+        # The outbox entry starts once the notice is queued: had it run before, its next
+        # run would be a minute away (only sleeping entries wake on a queued email).
+        wait_until(lambda: notices(sessions) == 1, timeout=30)
+        with sessions.begin() as session:
+            ops.add_entry(session, "EMAIL-OUTBOX", "email-dispatch",
+                          {"recurring": True, "minutes_between_runs": 1,
+                           "inactivity_timeout_minutes": 60, "parameter_string": "max_seconds=5"},
+                          registry, utcnow(), settings.tz)  # fmt: skip
         wait_until(lambda: smtp.handler.accepted, timeout=30)
-        with sessions() as session:  # one notice in the outbox, sent
-            scenario = select(func.count()).where(OutboxMessage.scenario == "Job Queue")
-            assert session.execute(scenario).scalar_one() == 0
+        assert notices(sessions) == 0  # the one notice in the outbox was sent
         system.app.broker.join(hooked.queue_name, timeout=10_000)  # no webhook left to retry
 
     [(headers, body)] = receiver.received

@@ -77,3 +77,12 @@ def test_wake_makes_a_sleeper_ready_at_the_next_allowed_moment() -> None:
 def test_wake_after_expiration_finishes() -> None:
     rec = Recurrence(minutes_between_runs=30, expiration=NOW - timedelta(minutes=1))
     assert wake(plan(recurrence=rec), NOW).status == EntryStatus.FINISHED
+
+
+def test_no_activity_after_data_changed_during_the_run_wakes_instead_of_sleeping() -> None:
+    rec = Recurrence(minutes_between_runs=30, starting_time=time(12), ending_time=time(13))
+    sleepy = plan(recurrence=rec, inactivity_timeout_minutes=60)
+    decision = after_success(sleepy, activity=False, now=NOW, changed_while_running=True)
+    assert decision == wake(sleepy, NOW)  # as if the change had come a moment later
+    busy = after_success(sleepy, activity=True, now=NOW, changed_while_running=True)
+    assert busy == after_success(sleepy, activity=True, now=NOW)  # its cadence, as ever

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     Time,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -121,6 +122,11 @@ class JobQueueEntry(Base):
     notify_recipients: Mapped[str] = mapped_column(String(20), default="user")
     # Bumped by every admin change, so a finishing run knows whether its snapshot still holds.
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    # Data the job watches changed while a run was going on (domain/queue/wakeups): the run
+    # may have read it before the change, so it does not end in an inactivity sleep.
+    changed_while_running: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     # Run bookkeeping: run_seq numbers each dispatch; a message names the run it is for.
     run_seq: Mapped[int] = mapped_column(Integer, default=0)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

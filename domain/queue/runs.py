@@ -116,6 +116,7 @@ _CLAIM = (
         lease_expires_at=_p("b_lease", E.c.lease_expires_at),
         worker_id=_p("b_worker", E.c.worker_id),
         attempts=E.c.attempts + 1,
+        changed_while_running=False,  # this run reads the data as it is from now on
     )
     .returning(*E.c)
 )
@@ -217,7 +218,8 @@ def _decide(entry: Any, result: RunResult, now: datetime, tz: tzinfo) -> tuple[D
     try:
         plan = plan_of(entry, tz)
         if result.succeeded:
-            return after_success(plan, result.activity, now), result
+            changed = bool(getattr(entry, "changed_while_running", False))
+            return after_success(plan, result.activity, now, changed), result
         return after_failure(plan, now), result
     except Exception as exc:
         outcome = "succeeded" if result.succeeded else f"failed ({result.error_message})"
@@ -271,8 +273,19 @@ _MOVE_VALUES = {
     "worker_id": None,
     "last_run_status": bindparam("b_last_status"),
     "last_run_ended_at": _p("b_now", E.c.last_run_ended_at),
+    "changed_while_running": False,
 }
-_MOVE = update(E).where(*_CURRENT_RUN, E.c.revision == bindparam("b_revision")).values(_MOVE_VALUES)
+# The fast path applies a decision made from the claimed snapshot, so it stands back when
+# an admin edited the entry or its data changed during the run (wakeups marks it).
+_MOVE = (
+    update(E)
+    .where(
+        *_CURRENT_RUN,
+        E.c.revision == bindparam("b_revision"),
+        E.c.changed_while_running.is_(False),
+    )
+    .values(_MOVE_VALUES)
+)
 _MOVE_LOCKED = update(E).where(*_CURRENT_RUN).values(_MOVE_VALUES)
 _LOCK_CURRENT = select(E).where(*_CURRENT_RUN).with_for_update()
 _COMPLETE = (

@@ -33,10 +33,16 @@ class Decision:
     attempts: int
 
 
-def after_success(plan: EntryPlan, activity: bool, now: datetime) -> Decision:
-    """A one-off finishes; a recurring entry runs again, or sleeps if it found nothing to do."""
+def after_success(
+    plan: EntryPlan, activity: bool, now: datetime, changed_while_running: bool = False
+) -> Decision:
+    """A one-off finishes; a recurring entry runs again, or sleeps if it found nothing to do.
+    Nothing to do is stale when its data changed during the run: the change would have
+    woken it at once had it come a moment later, so it is woken now instead of sleeping."""
     if not plan.recurring:
         return Decision(EntryStatus.FINISHED, plan.earliest_start, 0)
+    if not activity and changed_while_running:
+        return wake(plan, now)
     if not activity and plan.inactivity_timeout_minutes > 0:
         wake_at = now + timedelta(minutes=plan.inactivity_timeout_minutes)
         return Decision(EntryStatus.ON_HOLD_INACTIVITY, wake_at, 0)
