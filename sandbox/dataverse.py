@@ -133,17 +133,25 @@ def _literal(text: str) -> Any:
 
 
 _CLAUSE = re.compile(r"^\s*([A-Za-z_][\w]*)\s+(eq|ne|gt|ge|lt|le)\s+(.+?)\s*$")
+Clause = tuple[str, str, Any]
 
 
-def parse_filter(text: str) -> list[tuple[str, str, Any]]:
-    """`a op literal and b op literal ...`: the subset the sync jobs use."""
-    clauses = []
+def parse_filter(text: str) -> list[list[Clause]]:
+    """`a op literal and (b op literal or b op literal) ...`: the subset the sync jobs use
+    ("Filter rows": comparison and logical operators, parentheses to group). Each item
+    is an `or` group; a row matches when every group has a clause it matches."""
+    groups = []
     for part in re.split(r"\s+and\s+", text.strip()) if text.strip() else []:
-        match = _CLAUSE.match(part.strip("() "))
-        if match is None:
-            raise ODataError(400, "0x80060888", f"Syntax error in $filter near '{part[:40]}'")
-        clauses.append((match.group(1), match.group(2), _literal(match.group(3))))
-    return clauses
+        group = []
+        for alternative in re.split(r"\s+or\s+", part.strip().removeprefix("(").removesuffix(")")):
+            match = _CLAUSE.match(alternative.strip("() "))
+            if match is None:
+                raise ODataError(
+                    400, "0x80060888", f"Syntax error in $filter near '{alternative[:40]}'"
+                )
+            group.append((match.group(1), match.group(2), _literal(match.group(3))))
+        groups.append(group)
+    return groups
 
 
 def _comparable(value: Any) -> Any:
@@ -156,21 +164,21 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def _matches(row: dict[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
-    for name, op, wanted in clauses:
-        value, target = _comparable(row.get(name)), _comparable(wanted)
-        if op in ("eq", "ne"):
-            if (value == target) != (op == "eq"):
-                return False
-            continue
-        if value is None or target is None:
-            return False
-        ok = {"gt": value > target, "ge": value >= target, "lt": value < target}.get(
-            op, value <= target
-        )
-        if not ok:
-            return False
-    return True
+def _holds(row: dict[str, Any], clause: Clause) -> bool:
+    name, op, wanted = clause
+    value, target = _comparable(row.get(name)), _comparable(wanted)
+    if op in ("eq", "ne"):
+        return bool((value == target) == (op == "eq"))
+    if value is None or target is None:
+        return False
+    compared: bool = {"gt": value > target, "ge": value >= target, "lt": value < target}.get(
+        op, value <= target
+    )
+    return compared
+
+
+def _matches(row: dict[str, Any], groups: list[list[Clause]]) -> bool:
+    return all(any(_holds(row, clause) for clause in group) for group in groups)
 
 
 class DataverseEmulator(HttpsEmulator):

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.clock import utcnow
-from domain.sales.integration import Coupling
+from domain.sales.integration import Coupling, SyncResult
 from domain.sales.models import Customer
 from jobs.sales import matching
 from jobs.sales.connection import connect
@@ -179,3 +179,34 @@ def test_sync_now_retry_and_full_sync_go_through_the_entries(
     again = sync(engine, company, settings.tz)
     assert again["ITEM-PRODUCT"].unchanged >= 2  # every record read and compared again
     assert {s: len(dv.rows(s)) for s in rows} == rows  # and nothing made twice
+
+
+def test_applying_a_large_plan_reads_its_rows_a_chunk_at_a_time_and_leaves_out_only_the_stale(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    dv = company.dataverse
+    with sessions.begin() as session:
+        for n in range(120):
+            save(session, "customers", {"no": f"M{n:03d}", "name": f"Match {n}"}, user="ADMIN",
+                 tz=settings.tz)  # fmt: skip
+    rows = {f"M{n:03d}": dv.add("accounts", {"name": f"match {n}"}) for n in range(120)}
+    connected = connect(engine, company.box, company.bundle)
+    with connected.client as client:
+        plan = matching.preview(engine, client, "CUSTOMER", ["name"])
+        assert len(plan.pairs) == 120
+        dv.delete("accounts", rows["M007"])  # gone since the preview
+        with sessions.begin() as session:  # coupled by hand since the preview
+            by_hand = Coupling(local_table="customers", local_id="M099",
+                               dataverse_table="accounts", dataverse_id=rows["M099"],
+                               last_result=SyncResult.SUCCESS, last_synced_at=utcnow())  # fmt: skip
+            session.add(by_hand)
+        before = len(dv.requests)
+        left_out = matching.apply(engine, client, plan, utcnow())
+        reads = [r for r in dv.requests[before:] if r[0] == "GET"]
+    assert len(reads) == 3  # 120 pairs, 50 a read
+    assert left_out == [
+        f"M007: the Dataverse row {rows['M007']} is gone",
+        "M099: customers 'M099' is coupled already",
+    ]
+    found = couplings(sessions)
+    assert len(found) == 119 and found["M000"] == rows["M000"] and found["M119"] == rows["M119"]

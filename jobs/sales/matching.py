@@ -21,8 +21,8 @@ from sqlalchemy import Connection, Engine, delete, insert, select
 from domain.sales.integration import Coupling, PendingRecord, SyncResult
 from domain.sales.models import table
 from jobs.dataverse.client import DataverseClient, primary_key
+from jobs.sales.couplings import by_dataverse, find, find_by_dataverse, find_many
 from jobs.sales.couplings import couple as couple_row
-from jobs.sales.couplings import find, find_by_dataverse
 from jobs.sales.mapping import Mapping, load_mapping
 
 C, P = table(Coupling), table(PendingRecord)
@@ -138,29 +138,94 @@ def preview(db: Engine, client: DataverseClient, mapping_name: str, on: list[str
     return plan
 
 
+APPLY_CHUNK = 50  # pairs read back per request (the $filter stays far below URL limits)
+
+
 def apply(db: Engine, client: DataverseClient, plan: Plan, now: datetime) -> list[str]:
     """Couples the plan's pairs, each still as previewed; returns a line per pair left
-    out, saying why."""
+    out, saying why. Per chunk of pairs: one read of their rows from Dataverse, one
+    transaction here."""
     left_out: list[str] = []
     with db.connect() as conn:
         mapping = _mapping(conn, plan.mapping)
     if _attributes(mapping, plan.on) != plan.attributes:
         raise CouplingError("the mapping's fields changed since the preview; preview again")
     pk = primary_key(mapping.entity_set)
-    for pair in plan.pairs:
-        row = client.get(mapping.entity_set, pair.row_id, [pk, *plan.attributes])
-        if row is None:
-            left_out.append(f"{pair.local_id}: the Dataverse row {pair.row_id} is gone")
-            continue
-        if _key([row.get(a) for a in plan.attributes]) != _key(pair.values):
-            left_out.append(f"{pair.local_id}: the Dataverse row no longer matches")
-            continue
-        try:
-            with db.begin() as conn:
-                _couple(conn, mapping, pair.local_id, pair.row_id, row.get("@odata.etag"), now)
-        except CouplingError as exc:
-            left_out.append(f"{pair.local_id}: {exc}")
+    for start in range(0, len(plan.pairs), APPLY_CHUNK):
+        chunk = plan.pairs[start : start + APPLY_CHUNK]
+        wanted = " or ".join(f"{pk} eq {p.row_id}" for p in chunk)
+        rows = {
+            str(r[pk]).lower(): r
+            for r in client.query(mapping.entity_set, [pk, *plan.attributes], f"({wanted})", key=pk)
+        }
+        still: list[tuple[Pair, Any]] = []
+        for pair in chunk:
+            row = rows.get(pair.row_id.lower())
+            if row is None:
+                left_out.append(f"{pair.local_id}: the Dataverse row {pair.row_id} is gone")
+            elif _key([row.get(a) for a in plan.attributes]) != _key(pair.values):
+                left_out.append(f"{pair.local_id}: the Dataverse row no longer matches")
+            else:
+                still.append((pair, row.get("@odata.etag")))
+        with db.begin() as conn:
+            left_out += _couple_many(conn, mapping, still, now)
     return left_out
+
+
+def _couple_many(
+    conn: Connection, mapping: Mapping, pairs: list[tuple[Pair, Any]], now: datetime
+) -> list[str]:
+    """Couples the pairs whose record exists and neither side is coupled (read in three
+    queries); returns a line per pair refused."""
+    local_ids = [p.local_id for p, _ in pairs]
+    existing = {
+        str(k)
+        for k in conn.execute(select(mapping.key).where(mapping.key.in_(local_ids))).scalars()
+    }
+    coupled = {
+        str(c.local_id) for c in find_many(conn, mapping.local_table, local_ids, mapping.entity_set)
+    }
+    taken = {
+        row_id: str(c.local_id)
+        for (_, row_id), c in by_dataverse(
+            conn, {mapping.entity_set: {p.row_id for p, _ in pairs}}
+        ).items()
+    }
+    refused: list[str] = []
+    couplings: list[dict[str, Any]] = []
+    for pair, etag in pairs:
+        local_id, row_id = pair.local_id, pair.row_id
+        if local_id not in existing:
+            refused.append(f"{local_id}: no {mapping.local_table} record {local_id!r}")
+        elif local_id in coupled:
+            refused.append(f"{local_id}: {mapping.local_table} {local_id!r} is coupled already")
+        elif row_id in taken:
+            refused.append(f"{local_id}: the row {row_id} is coupled already to {taken[row_id]!r}")
+        else:
+            couplings.append({
+                "local_table": mapping.local_table, "local_id": local_id,
+                "dataverse_table": mapping.entity_set, "dataverse_id": row_id,
+                "dataverse_etag": str(etag) if etag else None,
+                "last_result": SyncResult.SUCCESS, "last_synced_at": now,
+            })  # fmt: skip
+    if couplings:
+        coupled_ids = [c["local_id"] for c in couplings]
+        conn.execute(insert(C), couplings)
+        _queue(conn, mapping, coupled_ids, now)
+    return refused
+
+
+def _queue(conn: Connection, mapping: Mapping, local_ids: list[str], now: datetime) -> None:
+    """The coupled records wait for the mapping's next run."""
+    conn.execute(delete(P).where(P.c.mapping_name == mapping.name, P.c.local_id.in_(local_ids)))
+    conn.execute(
+        insert(P),
+        [
+            {"mapping_name": mapping.name, "local_id": local_id, "result": SyncResult.SKIPPED,
+             "reason": QUEUED, "since": now}
+            for local_id in local_ids
+        ],
+    )  # fmt: skip
 
 
 def couple(
@@ -210,6 +275,4 @@ def _couple(
         raise CouplingError(f"the row {row_id} is coupled already to {other.local_id!r}")
     couple_row(conn, mapping.local_table, local_id, mapping.entity_set, row_id,
                str(etag) if etag else None, now)  # fmt: skip
-    conn.execute(delete(P).where(P.c.mapping_name == mapping.name, P.c.local_id == local_id))
-    conn.execute(insert(P).values(mapping_name=mapping.name, local_id=local_id,
-                                  result=SyncResult.SKIPPED, reason=QUEUED, since=now))  # fmt: skip
+    _queue(conn, mapping, [local_id], now)
