@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy import select
 
 from domain.clock import utcnow
-from domain.sales.integration import SyncError
+from domain.sales.integration import Coupling, PendingRow, SyncError
 from domain.sales.models import Opportunity
+from jobs.sales import matching
+from jobs.sales.connection import connect
 from jobs.sales.local import save
 from runtime.settings import Settings
 from tests.sales_fixtures import Sandbox, sync
@@ -110,3 +112,43 @@ def test_an_opportunity_made_in_sales_comes_here_with_its_contact_and_salesperso
     assert f"its contact (contacts({stranger})) is not coupled here" in error.message
     again = sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"]
     assert again.inserted == 0 and len(dv.rows("opportunities")) == 2  # no echo either way
+
+
+def test_a_row_read_that_failed_is_read_again_by_later_runs_until_it_comes_in(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox
+) -> None:
+    """A row from Sales that could not come in (its contact is not coupled here) is not
+    forgotten until someone edits it: every run reads it again (no activity while it
+    fails as before), and once its contact is coupled it comes in."""
+    dv = company.dataverse
+    sync(engine, company, settings.tz, "SALESPEOPLE", "CUSTOMER", "CONTACT")
+    jim = next(u for u in dv.rows("systemusers") if u["internalemailaddress"] == "jim@cronus.com")
+    stranger = dv.add("contacts", {"lastname": "Stranger"})  # made after CONTACT ran
+    owner, contact = f"/systemusers({jim['systemuserid']})", f"/contacts({stranger})"
+    lead = dv.add("opportunities", {"name": "Cold lead", "ownerid@odata.bind": owner,
+                                    "parentcontactid@odata.bind": contact})  # fmt: skip
+    first = sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"]
+    assert (first.inserted, first.failed, first.activity) == (0, 1, True)
+    again = sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"]
+    assert (again.failed, again.failed_again, again.activity) == (0, 1, False)  # may sleep
+    doomed = dv.add("opportunities", {"name": "Doomed", "ownerid@odata.bind": owner,
+                                      "parentcontactid@odata.bind": contact})  # fmt: skip
+    sync(engine, company, settings.tz, "OPPORTUNITY")
+    dv.delete("opportunities", doomed)  # deleted in Sales while it waited: waited for no more
+    with sessions.begin() as session:  # the stranger becomes a contact here, coupled
+        save(session, "contacts", {"no": "CT9", "surname": "Stranger", "customer_no": "C1"},
+             user="ADMIN", tz=settings.tz)  # fmt: skip
+    with connect(engine, company.box, company.bundle).client as client:
+        matching.couple(engine, client, "CONTACT", "CT9", stranger, utcnow())
+    later = sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"]
+    assert (later.inserted, later.failed, later.failed_again) == (1, 0, 0)
+    with sessions() as session:
+        [made] = session.execute(select(Opportunity)).scalars()
+        assert made.description == "Cold lead" and made.contact_no == "CT9"
+        coupled = session.execute(select(Coupling.dataverse_id).where(
+            Coupling.local_table == "opportunities")).scalars().all()  # fmt: skip
+    assert coupled == [lead]
+    with sessions() as session:
+        assert session.execute(select(PendingRow)).first() is None
+    idle = sync(engine, company, settings.tz, "OPPORTUNITY")["OPPORTUNITY"]
+    assert (idle.inserted, idle.failed_again, idle.activity) == (0, 0, False)

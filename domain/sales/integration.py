@@ -169,6 +169,21 @@ class PendingRecord(Base):
     since: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class PendingRow(Base):
+    """A row read from Dataverse that could not come in (a reference not coupled here, a
+    value that does not fit): read again by the next runs until it does, or until it is
+    deleted or filtered out in Dataverse."""
+
+    __tablename__ = "integration_pending_rows"
+
+    mapping_name: Mapped[str] = mapped_column(
+        ForeignKey("integration_table_mappings.name", ondelete="CASCADE"), primary_key=True
+    )
+    dataverse_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SyncRun(Base):
     __tablename__ = "integration_sync_runs"
     __table_args__ = (Index("ix_integration_sync_runs_mapping", "mapping_name", "id"),)

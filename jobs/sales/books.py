@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from domain.sales.integration import (
     Coupling,
     PendingRecord,
+    PendingRow,
     RecordSyncState,
     SyncError,
     SyncResult,
@@ -25,6 +26,7 @@ from runtime.logs import get_logger
 
 log = get_logger("sales.sync")
 C, P, S, ERR = table(Coupling), table(PendingRecord), table(RecordSyncState), table(SyncError)
+PR = table(PendingRow)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Result:
     # (local modification, Dataverse modification) as of this sync; None: leave it
     state: tuple[datetime | None, datetime | None] | None = None
     retry: bool = True  # a failure is pending, retried by later runs (not for rows read)
+    reread: bool = False  # a row read that failed: read again by later runs (PendingRow)
     # A record the next push must send although it did not change (its row was deleted
     # in Dataverse and is to be restored): pending with this reason.
     resend: str = ""
@@ -107,10 +110,13 @@ class Books:
                 )
             )
 
-    def record(self, results: list[Result]) -> None:
-        if not results:
+    def record(self, results: list[Result], rows_read: list[str] | None = None) -> None:
+        """`rows_read`: the Dataverse rows these results came from; those that failed
+        stay to be read again, the others are settled."""
+        if not results and not rows_read:
             return
         now = self.clock()
+        reread = {r.dataverse_id: r.reason for r in results if r.reread and r.dataverse_id}
         couples = [c for r in results for c in r.couple]
         uncoupled = [r.local_id for r in results if r.uncouple]
         states = [r for r in results if r.state is not None]
@@ -130,6 +136,8 @@ class Books:
             in (Outcome.FAILED, Outcome.FAILED_AGAIN, Outcome.SKIPPED, Outcome.CONFLICT)
         ]
         with self.db.begin() as conn:
+            if rows_read or reread:
+                self._pending_rows(conn, [i for i in rows_read or [] if i not in reread], reread)
             if uncoupled:
                 conn.execute(
                     delete(C).where(
@@ -212,6 +220,32 @@ class Books:
                     dataverse_id=r.dataverse_id,
                     reason=r.reason,
                 )
+
+    def _pending_rows(self, conn: Any, settled: list[str], failed: dict[str, str]) -> None:
+        """Rows read that came in are settled; those that failed wait to be read again,
+        keeping the time they first failed."""
+        mine = PR.c.mapping_name == self.mapping_name
+        if settled:
+            conn.execute(delete(PR).where(mine, PR.c.dataverse_id.in_(settled)))
+        if failed:
+            waiting = select(PR.c.dataverse_id).where(mine, PR.c.dataverse_id.in_(list(failed)))
+            known = set(conn.execute(waiting).scalars())
+            if known:
+                conn.execute(
+                    update(PR)
+                    .where(mine, PR.c.dataverse_id == bindparam("b_row"))
+                    .values(reason=bindparam("b_reason")),
+                    [{"b_row": i, "b_reason": failed[i]} for i in known],
+                )
+            if fresh := [i for i in failed if i not in known]:
+                conn.execute(
+                    insert(PR),
+                    [
+                        {"mapping_name": self.mapping_name, "dataverse_id": row_id,
+                         "reason": failed[row_id], "since": self.clock()}
+                        for row_id in fresh
+                    ],
+                )  # fmt: skip
 
     def _states(self, conn: Any, states: list[Result]) -> None:
         ids = [r.local_id for r in states]

@@ -6,17 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, select
+from sqlalchemy import Column, Connection, Table, exists, select
 
 from domain.sales.defaults import BY_NAME, MappingDef
 from domain.sales.integration import (
     Direction,
     IntegrationFieldMapping,
     IntegrationTableMapping,
+    PendingRow,
 )
 from domain.sales.models import LOCAL_MODELS, table
 
-M, F = table(IntegrationTableMapping), table(IntegrationFieldMapping)
+M, F, PR = table(IntegrationTableMapping), table(IntegrationFieldMapping), table(PendingRow)
+# Whether rows read from Dataverse wait to be read again, known with the mapping (a run
+# that has none spends no statement on them).
+_WAITING = exists().where(PR.c.mapping_name == M.c.name).label("rows_waiting")
 
 
 @dataclass
@@ -28,6 +32,11 @@ class Mapping:
     @property
     def name(self) -> str:
         return str(self.row.name)
+
+    @property
+    def rows_waiting(self) -> bool:
+        """Rows read from Dataverse failed to come in and wait to be read again."""
+        return bool(getattr(self.row, "rows_waiting", False))
 
     @property
     def local_table(self) -> str:
@@ -62,7 +71,7 @@ class Mapping:
 
 
 def load_mapping(conn: Connection, name: str) -> Mapping:
-    row = conn.execute(select(M).where(M.c.name == name)).one_or_none()
+    row = conn.execute(select(M, _WAITING).where(M.c.name == name)).one_or_none()
     if row is None:
         raise LookupError(f"no integration table mapping named {name!r}")
     fields = list(

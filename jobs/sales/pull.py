@@ -26,6 +26,7 @@ from domain.sales.integration import (
     Direction,
     IntegrationTableMapping,
     PendingRecord,
+    PendingRow,
     RecordSyncState,
     SyncResult,
     UpdateConflict,
@@ -51,12 +52,14 @@ from runtime.logs import get_logger
 log = get_logger("sales.sync")
 OVERLAP = timedelta(seconds=60)
 PAGE = 1000
+READ_AGAIN_CHUNK = 50  # rows named in one $filter
 C, M, P, S = (
     table(Coupling),
     table(IntegrationTableMapping),
     table(PendingRecord),
     table(RecordSyncState),
 )
+PR = table(PendingRow)
 
 
 def _pages(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -84,6 +87,8 @@ class Puller:
         self.fields = mapping.fields_toward(Direction.FROM_DATAVERSE)
         self.key = primary_key(mapping.entity_set)
         self.counters = Counters()
+        self.seen: set[str] = set()  # rows read by this run
+        self.waiting = self._waiting()  # rows that failed to come in before
 
     def pull(self) -> Counters:
         mapping = self.mapping
@@ -113,10 +118,44 @@ class Puller:
                 link = ""
         if link == "":
             saved = self._by_watermark(sorted(attrs), dv_filter)
+        if not self.cancelled():
+            self._read_again(sorted(attrs), dv_filter)
         if saved is not None and not self.cancelled():
             with self.ctx.db.begin() as conn:
                 conn.execute(update(M).where(M.c.name == mapping.name).values(**saved))
         return self.counters
+
+    def _waiting(self) -> set[str]:
+        if not self.mapping.rows_waiting:
+            return set()
+        with self.ctx.db.connect() as conn:
+            return {
+                str(i)
+                for i in conn.execute(
+                    select(PR.c.dataverse_id).where(PR.c.mapping_name == self.mapping.name)
+                ).scalars()
+            }
+
+    def _read_again(self, attrs: list[str], dv_filter: str) -> None:
+        """Rows that failed to come in before and did not change since: read again, a
+        chunk at a time, in case what they wanted is here now (a contact coupled, a unit
+        created). Failing as before is no news (no activity); a row deleted or filtered
+        out in Dataverse meanwhile is no longer waited for."""
+        row_ids = sorted(self.waiting - self.seen)
+        for start in range(0, len(row_ids), READ_AGAIN_CHUNK):
+            if self.cancelled():
+                return
+            chunk = row_ids[start : start + READ_AGAIN_CHUNK]
+            wanted = " or ".join(f"{self.key} eq {row_id}" for row_id in chunk)
+            rows = [
+                r
+                for r in self.ctx.client.query(
+                    self.mapping.entity_set, attrs, f"({wanted})", key=self.key
+                )
+                if not dv_filter or matches(dv_filter, r)
+            ]
+            found = {str(r.get(self.key) or "").lower() for r in rows}
+            self._changed(rows, again=True, gone=[i for i in chunk if i not in found])
 
     def _tracked(self, attrs: list[str], link: str | None, dv_filter: str) -> dict[str, Any] | None:
         changes = self.ctx.client.changes(self.mapping.entity_set, attrs, link)
@@ -208,11 +247,16 @@ class Puller:
             self.counters.count(r.outcome)
 
     # -- changes ---------------------------------------------------------------------------
-    def _changed(self, rows: list[dict[str, Any]]) -> None:
+    def _changed(
+        self, rows: list[dict[str, Any]], again: bool = False, gone: list[str] | None = None
+    ) -> None:
+        """`again`: the rows are read again after failing (PendingRow); `gone`: rows
+        waited for that are no longer there to read."""
         mapping, key = self.mapping, self.key
         t, local_key = mapping.local, mapping.key
         results: list[Result] = []
         ids = [str(r.get(key) or "").lower() for r in rows]
+        self.seen.update(ids)
         with self.ctx.db.connect() as conn:
             coupled = {
                 str(c.dataverse_id): c
@@ -277,7 +321,15 @@ class Puller:
                     update(t).where(local_key == bindparam("_local_key")),
                     updates,
                 )
-        self.books.record([r for r in results if r.local_id or r.outcome != Outcome.UNCHANGED])
+        for r in results:
+            if r.outcome == Outcome.FAILED and r.dataverse_id:
+                r.reread = True
+                if again:
+                    r.outcome = Outcome.FAILED_AGAIN
+        self.books.record(
+            [r for r in results if r.local_id or r.outcome != Outcome.UNCHANGED],
+            rows_read=[i for i in ids + (gone or []) if i in self.waiting],
+        )
         for r in results:
             self.counters.count(r.outcome)
 

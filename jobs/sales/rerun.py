@@ -13,12 +13,17 @@ from sqlalchemy.orm import Session
 from domain.queue import entries as ops
 from domain.queue.limits import EntryError
 from domain.sales.defaults import BY_NAME, DEFAULTS
-from domain.sales.integration import IntegrationTableMapping, PendingRecord, SyncResult
+from domain.sales.integration import (
+    IntegrationTableMapping,
+    PendingRecord,
+    PendingRow,
+    SyncResult,
+)
 from domain.sales.models import table
 from jobs.sales.connection import SWITCHED_ENTRIES, switched_on, switches
 from jobs.sales.mapping import load_mapping
 
-M, P = table(IntegrationTableMapping), table(PendingRecord)
+M, P, PR = table(IntegrationTableMapping), table(PendingRecord), table(PendingRow)
 
 
 class RerunError(ValueError):
@@ -59,9 +64,9 @@ def retry_failed(session: Session, now: datetime) -> dict[str, int]:
     """Every mapping with failed records runs now (failed records are retried by every
     run, but a run whose only work they are sleeps; this wakes it)."""
     counts: dict[str, int] = {}
-    for name in session.execute(
-        select(P.c.mapping_name).where(P.c.result == SyncResult.FAILED)
-    ).scalars():
+    failed = select(P.c.mapping_name).where(P.c.result == SyncResult.FAILED)
+    read_again = select(PR.c.mapping_name)  # rows from Dataverse that failed to come in
+    for name in session.execute(failed.union_all(read_again)).scalars():
         counts[name] = counts.get(name, 0) + 1
     for name in counts:
         run_now(session, name, now)
