@@ -1,15 +1,17 @@
 """Dynamics 365 Sales sync benchmark: 5,000 items, 500 customers with a contact each, two
-currencies and 2,000 posted invoice lines (1,000 invoices, half in a foreign currency) on
-PostgreSQL, against the Dataverse emulator over HTTPS on
-loopback. Prints, for the full first sync, an incremental sync after changing 1 % of the
-items, and an idle run: HTTP requests, requests per record, SQL statements per record,
-wall time and records per second; then creates measured side by side per table,
-UpsertMultiple against one `$batch` of single creates.
+currencies, 2,000 posted invoice lines (1,000 invoices, half in a foreign currency), and
+with sales order integration switched on 200 released orders (2 lines and a note each)
+going to Sales while Sales submits 200 orders and activates 100 quotes (2 lines each),
+on PostgreSQL, against the Dataverse emulator over HTTPS on loopback. Prints, for the
+full first sync, an incremental sync after changing 1 % of the items, and an idle run:
+HTTP requests, requests per record, SQL statements per record, wall time and records
+per second; then creates measured side by side per table, UpsertMultiple against one
+`$batch` of single creates.
 
 Targets: full sync <= 1 request per 50 records and <= 15 s; incremental < 5 % of the full
 run's time; idle <= 2 requests and <= 10 SQL statements per mapping.
 
-    python -m bench.sync [--items 5000] [--customers 500] [--invoices 1000]
+    python -m bench.sync [--items 5000] [--customers 500] [--invoices 1000] [--orders 200]
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -40,16 +42,21 @@ from domain.sales.models import (
     Contact,
     Currency,
     Customer,
+    DocumentStatus,
+    DocumentType,
     Item,
     Resource,
+    SalesHeader,
     SalesInvoiceHeader,
     SalesInvoiceLine,
+    SalesLine,
+    SalesNote,
     Salesperson,
     UnitOfMeasure,
     table,
 )
 from jobs.sales import writes
-from jobs.sales.connection import SWITCHED_ENTRIES, connect, save_connection
+from jobs.sales.connection import connect, save_connection, set_switches
 from jobs.sales.engine import SyncEngine
 from jobs.sales.setup import setup_defaults
 from runtime.logs import configure_logging
@@ -58,9 +65,8 @@ from sandbox.dataverse import DataverseEmulator
 from sandbox.identity import IdentityEmulator
 
 TENANT, CLIENT_ID, SECRET = "bench.onmicrosoft.com", "00000000-0000-4000-8000-00000000be02", "s"
-# The mappings whose entries run: as in the job queue, those of sales order integration
-# are on hold while it is switched off (the default; the bench does not switch it on).
-ORDER = [m.name for m in DEFAULTS if m.entry_code not in SWITCHED_ENTRIES]
+# Every mapping, in dependency order: the bench switches sales order integration on.
+ORDER = [m.name for m in DEFAULTS]
 UTC_TZ = datetime.now().astimezone().tzinfo
 
 
@@ -181,6 +187,69 @@ def _seed(engine: Engine, items: int, customers: int, invoices: int) -> None:
         )
 
 
+def _seed_orders(engine: Engine, orders: int, items: int, customers: int) -> None:
+    """Released orders made here (two item lines and a note each), for Sales."""
+    now = utcnow()
+    numbers = [f"SO{n:06d}" for n in range(orders)]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(table(SalesHeader)),
+            [
+                {"no": no, "document_type": DocumentType.ORDER, "customer_no":
+                 f"C{n % customers:05d}", "salesperson_code": "JO",
+                 "order_date": date(2026, 11, 20),
+                 "status": DocumentStatus.RELEASED, "modified_at": now, "modified_by": "ADMIN"}
+                for n, no in enumerate(numbers)
+            ],
+        )  # fmt: skip
+        conn.execute(
+            insert(table(SalesLine)),
+            [
+                {"document_type": DocumentType.ORDER, "document_no": no, "line_no": line * 10000,
+                 "type": "Item", "no": f"I{(n * 3 + line) % items:06d}", "quantity": Decimal(2),
+                 "unit_of_measure_code": "PCS", "unit_price": Decimal(30),
+                 "line_amount": Decimal(60)}
+                for n, no in enumerate(numbers)
+                for line in (1, 2)
+            ],
+        )  # fmt: skip
+        conn.execute(
+            insert(table(SalesNote)),
+            [
+                {"document_type": DocumentType.ORDER, "document_no": no,
+                 "text": f"Deliver {no} to the back door", "created_by": "ADMIN",
+                 "created_at": now}
+                for no in numbers
+            ],
+        )  # fmt: skip
+
+
+def _sell_in_sales(dv: DataverseEmulator, orders: int, quotes: int) -> None:
+    """Salespeople submit orders and activate quotes in Sales (two product lines each),
+    once the accounts and products are there: made inside the emulator, no request."""
+    accounts = [a["accountid"] for a in dv.rows("accounts")]
+    products = [p["productid"] for p in dv.rows("products")]
+    unit = next(u["uomid"] for u in dv.rows("uoms") if u["name"] == "PCS")
+    prices = dv.rows("pricelevels")[0]["pricelevelid"]
+    for entity, details, parent, count, state in (
+        ("salesorders", "salesorderdetails", "salesorderid", orders, (1, 3)),
+        ("quotes", "quotedetails", "quoteid", quotes, (1, 2)),
+    ):
+        for n in range(count):
+            header = {"name": f"{entity} {n}",
+                      "customerid_account@odata.bind": f"/accounts({accounts[n % len(accounts)]})",
+                      "pricelevelid@odata.bind": f"/pricelevels({prices})"}  # fmt: skip
+            row = dv.add(entity, header)
+            for line in (1, 2):
+                product = products[(n * 7 + line) % len(products)]
+                dv.add(details, {f"{parent}@odata.bind": f"/{entity}({row})", "quantity": line,
+                                 "priceperunit": 12.5,
+                                 "productid@odata.bind": f"/products({product})",
+                                 "uomid@odata.bind": f"/uoms({unit})"})  # fmt: skip
+            dv.edit(entity, row, {"statecode": state[0], "statuscode": state[1]},
+                    by=dv.administrator)  # fmt: skip
+
+
 @contextmanager
 def _sandbox(folder: Path) -> Iterator[tuple[IdentityEmulator, DataverseEmulator, str]]:
     with (
@@ -193,29 +262,39 @@ def _sandbox(folder: Path) -> Iterator[tuple[IdentityEmulator, DataverseEmulator
 
 
 def _phase(
-    name: str, engine: Engine, sql: Statements, dv: DataverseEmulator, sync: SyncEngine
+    name: str,
+    engine: Engine,
+    sql: Statements,
+    dv: DataverseEmulator,
+    sync: SyncEngine,
+    before: dict[str, Callable[[], None]] | None = None,
 ) -> Phase:
+    """Every mapping once; `before` prepares the emulator ahead of a mapping (untimed)."""
     total_requests, total_sql, records = 0, 0, 0
     per_mapping: dict[str, tuple[int, int]] = {}
-    started = time.perf_counter()
+    elapsed = 0.0
     for mapping in ORDER:
+        if before and mapping in before:
+            before[mapping]()
+        started = time.perf_counter()
         before_requests, before_sql = len(dv.requests), sql.count
         counters = sync.run(mapping)
+        elapsed += time.perf_counter() - started
         used = (len(dv.requests) - before_requests, sql.count - before_sql)
         per_mapping[mapping] = used
         total_requests += used[0]
         total_sql += used[1]
         records += counters.inserted + counters.modified + counters.deleted
-    elapsed = time.perf_counter() - started
     return Phase(name, total_requests, total_sql, records, elapsed, per_mapping)
 
 
-def run_sync(items: int, customers: int, invoices: int) -> list[Phase]:
+def run_sync(items: int, customers: int, invoices: int, orders: int) -> list[Phase]:
     name, url = _database()
     try:
         engine = make_engine(url)
         upgrade(engine)
         _seed(engine, items, customers, invoices)
+        _seed_orders(engine, orders, items, customers)
         with tempfile.TemporaryDirectory() as tmp, _sandbox(Path(tmp)) as (identity, dv, bundle):
             dv.add_user("Jim Olive", "jim@cronus.com")
             box = SecretBox(Fernet.generate_key())
@@ -231,10 +310,13 @@ def run_sync(items: int, customers: int, invoices: int) -> list[Phase]:
                     authority_host=identity.base,
                 )
                 setup_defaults(session, utcnow(), UTC_TZ)  # type: ignore[arg-type]
+                set_switches(session, UTC_TZ, sales_order_integration=True,  # type: ignore[arg-type]
+                             auto_create_sales_orders=True, auto_process_quotes=True)  # fmt: skip
             connected = connect(engine, box, bundle)
             sql = Statements(engine)
             sync = SyncEngine(engine, connected.client, connected.integration_user_id, tz=UTC_TZ)  # type: ignore[arg-type]
-            full = _phase("full", engine, sql, dv, sync)
+            selling = {"SALESORDER-ORDER": lambda: _sell_in_sales(dv, orders, orders // 2)}
+            full = _phase("full", engine, sql, dv, sync, before=selling)
             changed = max(1, items // 100)
             later = utcnow() + timedelta(seconds=1)
             with engine.begin() as conn:
@@ -267,7 +349,7 @@ def creates_side_by_side(count: int, rounds: int) -> dict[str, tuple[float, floa
         )  # fmt: skip
         client = DataverseClient(dv.url, tokens, verify=bundle)
         currency = f"/transactioncurrencies({dv.base_currency})"  # a price list needs one
-        for entity_set, body in (
+        tables: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
             ("accounts", lambda n: {"name": f"Account {n}"}),
             (
                 "pricelevels",
@@ -276,7 +358,8 @@ def creates_side_by_side(count: int, rounds: int) -> dict[str, tuple[float, floa
                     "transactioncurrencyid@odata.bind": currency,
                 },
             ),
-        ):
+        ]
+        for entity_set, body in tables:
             timings: dict[str, list[float]] = {"bulk": [], "batch": []}
             requests = {}
             for _ in range(rounds):
@@ -312,14 +395,18 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--invoices", type=int, default=1000)
+    parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     configure_logging("WARNING")
-    runs = [run_sync(args.items, args.customers, args.invoices) for _ in range(args.rounds)]
+    runs = [
+        run_sync(args.items, args.customers, args.invoices, args.orders) for _ in range(args.rounds)
+    ]
     phases = [_median([run[i] for run in runs]) for i in range(3)]
     full, incremental, idle = phases
     print(f"sales sync, {args.items} items, {args.customers} customers, {args.invoices * 2} "
-          f"invoice lines; medians of {args.rounds} runs; load average "
+          f"invoice lines, {args.orders} orders each way, {args.orders // 2} quotes; "
+          f"medians of {args.rounds} runs; load average "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
     for phase in phases:
         print("  " + phase.line())

@@ -481,11 +481,14 @@ class ReleasedOrders(Behaviour):
         ctx.lookups.prefetch(
             "units_of_measure", "uoms", [x.unit_of_measure_code for x in all_lines]
         )
+        lines_of: dict[str, list[Any]] = {}
+        for x in all_lines:
+            lines_of.setdefault(x.document_no, []).append(x)
         details: dict[str, dict[str, Any]] = {}
         owner: dict[str, str] = {}
         for d in created:
             order = d.written.id
-            for line in (x for x in all_lines if x.document_no == d.candidate.local_id):
+            for line in lines_of.get(d.candidate.local_id, []):
                 line_id = str(
                     uuid.uuid5(uuid.NAMESPACE_URL, f"salesorderdetail:{order}:{line.line_no}")
                 )

@@ -18,20 +18,23 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from domain.sales.integration import DataverseConnection
+from domain.sales.integration import Coupling, DataverseConnection, SyncResult
 from domain.sales.models import DocumentType, SalesHeader, SalesLine, table
 from domain.sales.outcome import Counters, Outcome
 from domain.sales.payload import RecordError
 from jobs.dataverse.client import parse_datetime, primary_key
+from jobs.sales import writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
-from jobs.sales.couplings import by_dataverse, couple, find
+from jobs.sales.couplings import by_dataverse
 from jobs.sales.mapping import Mapping
 from runtime.logs import get_logger
 
 log = get_logger("sales.sync")
 H, L, DC = table(SalesHeader), table(SalesLine), table(DataverseConnection)
+C = table(Coupling)
 INTEGRATION = "INTEGRATION"
+CHUNK = 50  # documents whose lines are read in one request
 
 
 @dataclass(frozen=True)
@@ -99,32 +102,47 @@ class DocumentIntake:
                     str(r.get("_transactioncurrencyid_value") or "") for r in rows
                 },
             })  # fmt: skip
-        results = []
-        for row in rows:
-            row_id = str(row[pk])
-            if (kind.entity_set, row_id) in self.coupled:
-                continue  # made here by an earlier run, or sent from here
-            try:
-                if row_id in made:  # made by a run that lost its coupling: restored
-                    self._write(row_id, {}, [])
-                    continue
-                document, lines = self._document(row)
-                no = self._write(row_id, document, lines)
-            except RecordError as exc:
-                results.append(Result("", Outcome.FAILED, str(exc), row_id, retry=False))
-                continue
-            results.append(Result(no, Outcome.INSERTED, dataverse_id=row_id))
-            log.info(
-                "sales.document_created",
-                type=kind.document_type.value,
-                no=no,
-                dataverse_id=row_id,
-                lines=len(lines),
-            )
+        results: list[Result] = []
+        fresh = [r for r in rows if (kind.entity_set, str(r[pk])) not in self.coupled]
+        for chunk in writes.chunks(fresh, CHUNK):
+            results += self._take(chunk, made)
         self.books.record(results)
         for r in results:
             counters.count(r.outcome)
         return counters
+
+    def _take(self, rows: list[dict[str, Any]], made: set[str]) -> list[Result]:
+        """A chunk of documents: their lines read in one request, then every document
+        that can be made written with its lines and coupling in one transaction."""
+        pk = primary_key(self.kind.entity_set)
+        results: list[Result] = []
+        restored = [str(r[pk]) for r in rows if str(r[pk]) in made]
+        lines_of = self._details([str(r[pk]) for r in rows if str(r[pk]) not in made])
+        ready: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
+        for row in rows:
+            row_id = str(row[pk])
+            if row_id in made:
+                continue  # made by a run that lost its coupling: restored below
+            try:
+                document = self._document(row)
+                details = lines_of.get(row_id.lower(), [])
+                lines = [self._line(n, d) for n, d in enumerate(details, 1)]
+            except RecordError as exc:
+                results.append(Result("", Outcome.FAILED, str(exc), row_id, retry=False))
+                continue
+            ready.append((row_id, document, lines))
+        numbers = self._write(ready, restored)
+        for row_id, _, lines in ready:
+            no = numbers[row_id]
+            results.append(Result(no, Outcome.INSERTED, dataverse_id=row_id))
+            log.info(
+                "sales.document_created",
+                type=self.kind.document_type.value,
+                no=no,
+                dataverse_id=row_id,
+                lines=len(lines),
+            )
+        return results
 
     def _switched_on(self) -> bool:
         with self.ctx.db.connect() as conn:
@@ -138,8 +156,7 @@ class DocumentIntake:
             raise RecordError(f"its {what} {state}")
         return str(found.local_id)
 
-    def _document(self, row: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        kind, pk = self.kind, primary_key(self.kind.entity_set)
+    def _document(self, row: dict[str, Any]) -> dict[str, Any]:
         customer = self._local("accounts", row.get("_customerid_value"), "account")
         person = self.coupled.get(("systemusers", str(row.get("_ownerid_value"))))
         currency = row.get("_transactioncurrencyid_value")
@@ -157,22 +174,33 @@ class DocumentIntake:
             "your_reference": str(row.get("name") or "")[:100],
             "order_date": modified.date() if modified else None,
         }
-        line_key = primary_key(kind.details)
-        found = self.ctx.client.query(
-            kind.details,
-            [line_key, *LINE_FIELDS],
-            f"{kind.parent} eq {row[pk]}",
-            key=line_key,
-            orderby="createdon asc",
+        return document
+
+    def _details(self, row_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The lines of these documents (one request), by document, in the order they were
+        made; their products and units found among the couplings in one query."""
+        if not row_ids:
+            return {}
+        kind, line_key = self.kind, primary_key(self.kind.details)
+        wanted = " or ".join(f"{kind.parent} eq {row_id}" for row_id in row_ids)
+        details = list(
+            self.ctx.client.query(
+                kind.details,
+                [line_key, kind.parent, *LINE_FIELDS],
+                f"({wanted})",
+                key=line_key,
+                orderby="createdon asc",
+            )
         )
-        details = list(found)
-        with self.ctx.db.connect() as conn:  # the lines' products and units, read once
+        with self.ctx.db.connect() as conn:
             self.coupled |= by_dataverse(conn, {
                 "products": {str(d.get("_productid_value") or "") for d in details},
                 "uoms": {str(d.get("_uomid_value") or "") for d in details},
             })  # fmt: skip
-        lines = [self._line(n, d) for n, d in enumerate(details, start=1)]
-        return document, lines
+        lines_of: dict[str, list[dict[str, Any]]] = {}
+        for d in details:
+            lines_of.setdefault(str(d.get(kind.parent) or "").lower(), []).append(d)
+        return lines_of
 
     def _line(self, number: int, detail: dict[str, Any]) -> dict[str, Any]:
         quantity = Decimal(str(detail.get("quantity") or 0))
@@ -202,50 +230,66 @@ class DocumentIntake:
         line["unit_of_measure_code"] = str(unit.local_id) if unit else ""
         return line
 
-    def _write(self, row_id: str, document: dict[str, Any], lines: list[dict[str, Any]]) -> str:
-        """The document, its lines and its coupling in one transaction."""
+    def _write(
+        self,
+        ready: list[tuple[str, dict[str, Any], list[dict[str, Any]]]],
+        restored: list[str],
+    ) -> dict[str, str]:
+        """The documents, their lines and their couplings in one transaction (a document
+        is never half made); returns the numbers given. A document made by a run that
+        lost its coupling only gets the coupling back."""
         kind, now = self.kind, self.ctx.now()
         with self.ctx.db.begin() as conn:
-            existing = conn.execute(
-                select(H.c.no).where(
-                    H.c.document_type == kind.document_type, H.c.dataverse_id == row_id
+            couplings: dict[str, str] = {}  # row id -> document number
+            if restored:
+                found = conn.execute(
+                    select(H.c.no, H.c.dataverse_id).where(
+                        H.c.document_type == kind.document_type, H.c.dataverse_id.in_(restored)
+                    )
                 )
-            ).scalar_one_or_none()
-            if existing is not None:  # made by a run that lost its coupling
-                self._couple(conn, existing, row_id)
-                return str(existing)
-            no = self._next_no(conn)
-            conn.execute(
-                insert(H).values(
-                    document_type=kind.document_type,
-                    no=no,
-                    dataverse_id=row_id,
-                    modified_at=now,
-                    modified_by=INTEGRATION,
-                    **document,
-                )
-            )
-            if lines:
+                couplings |= {str(r.dataverse_id): str(r.no) for r in found}
+            numbers = dict(zip([r for r, _, _ in ready], self._next_nos(conn, len(ready)),
+                               strict=True))  # fmt: skip
+            if ready:
                 conn.execute(
-                    insert(L),
+                    insert(H),
                     [
-                        {"document_type": kind.document_type, "document_no": no, **line}
-                        for line in lines
+                        {"document_type": kind.document_type, "no": numbers[row_id],
+                         "dataverse_id": row_id, "modified_at": now,
+                         "modified_by": INTEGRATION, **document}
+                        for row_id, document, _ in ready
                     ],
-                )
-            self._couple(conn, no, row_id)
-        return no
+                )  # fmt: skip
+            lines = [
+                {"document_type": kind.document_type, "document_no": numbers[row_id], **line}
+                for row_id, _, document_lines in ready
+                for line in document_lines
+            ]
+            if lines:
+                conn.execute(insert(L), lines)
+            couplings |= {row_id: numbers[row_id] for row_id, _, _ in ready}
+            if couplings:
+                conn.execute(
+                    insert(C),
+                    [
+                        {"local_table": "sales_headers", "local_id": no,
+                         "dataverse_table": kind.entity_set, "dataverse_id": row_id,
+                         "dataverse_etag": None, "last_result": SyncResult.SUCCESS,
+                         "last_synced_at": now}
+                        for row_id, no in couplings.items()
+                    ],
+                )  # fmt: skip
+        return numbers
 
-    def _couple(self, conn: Connection, no: str, row_id: str) -> None:
-        if find(conn, "sales_headers", no, self.kind.entity_set) is None:
-            couple(conn, "sales_headers", no, self.kind.entity_set, row_id, None, self.ctx.now())
-
-    def _next_no(self, conn: Connection) -> str:
+    def _next_nos(self, conn: Connection, count: int) -> list[str]:
+        """The next `count` numbers of the document type's series."""
+        if not count:
+            return []
         prefix = self.kind.prefix
         last = conn.execute(
             select(func.max(H.c.no)).where(
                 H.c.document_type == self.kind.document_type, H.c.no.like(f"{prefix}%")
             )
         ).scalar_one_or_none()
-        number = int(last[len(prefix) :]) + 1 if last and last[len(prefix) :].isdigit() else 1
-        return f"{prefix}{number:06d}"
+        number = int(last[len(prefix) :]) if last and last[len(prefix) :].isdigit() else 0
+        return [f"{prefix}{n:06d}" for n in range(number + 1, number + 1 + count)]

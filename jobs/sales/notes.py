@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from domain.sales.integration import Coupling, DataverseConnection, IntegrationTableMapping
 from domain.sales.models import DocumentType, SalesNote, table
 from domain.sales.outcome import Counters, Outcome
 from domain.sales.payload import odata_datetime
-from jobs.dataverse.client import DataverseError, parse_datetime
+from jobs.dataverse.client import parse_datetime
+from jobs.sales import writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
 from jobs.sales.mapping import Mapping
@@ -124,23 +125,29 @@ class OrderNotes:
                     N.c.in_dataverse_at.is_(None),
                 )
             ).all()
-            for note in waiting:
-                if note.dataverse_id is None:
-                    conn.execute(
-                        update(N).where(N.c.id == note.id).values(dataverse_id=str(uuid.uuid4()))
-                    )
+            unreserved = [{"b_id": n.id, "b_row": str(uuid.uuid4())} for n in waiting
+                          if n.dataverse_id is None]  # fmt: skip
+            if unreserved:
+                conn.execute(
+                    update(N).where(N.c.id == bindparam("b_id"))
+                    .values(dataverse_id=bindparam("b_row")),
+                    unreserved,
+                )  # fmt: skip
             notes = conn.execute(select(N).where(N.c.id.in_([n.id for n in waiting]))).all()
-        results, sent = [], []
-        for note in notes:
-            body = {
+        bodies = {
+            str(note.dataverse_id): {
                 "subject": f"Note by {note.created_by or 'Business Central'}"[:500],
                 "notetext": note.text,
                 "objectid_salesorder@odata.bind": f"/{ORDERS}({order_ids[note.document_no]})",
             }
-            try:
-                self.ctx.client.create("annotations", str(note.dataverse_id), body)
-            except DataverseError as exc:
-                reason = f"note {note.id}: {exc}"
+            for note in notes
+        }
+        written = writes.create_all(self.ctx.client, "annotations", bodies)  # a chunk a request
+        results, sent = [], []
+        for note in notes:
+            error = written[str(note.dataverse_id)].error
+            if error is not None:
+                reason = f"note {note.id}: {error}"
                 results.append(Result(note.document_no, Outcome.FAILED, reason, retry=False))
                 continue
             sent.append(note.id)
