@@ -9,12 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from domain.clock import utcnow
-from domain.sales.integration import Coupling, SyncError
-from domain.sales.models import DocumentType, SalesHeader, SalesLine
-from jobs.sales.connection import set_switches
+from domain.sales.integration import Coupling, IntegrationTableMapping, SyncError
+from domain.sales.models import DocumentType, SalesHeader, SalesLine, table
+from jobs.sales import matching
+from jobs.sales.connection import connect, set_switches
+from jobs.sales.local import save
 from runtime.settings import Settings
 from tests.sales_fixtures import Sandbox, sync
 
@@ -88,8 +90,14 @@ def test_a_submitted_order_becomes_one_sales_order_with_its_lines(
     assert not sync(engine, company, settings.tz, ORDERS)[ORDERS].activity  # read again
     dv.edit("salesorders", order, {"statecode": 0, "statuscode": 1}, by=dv.administrator)
     dv.edit("salesorders", order, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
+    mapping = table(IntegrationTableMapping)
+    with engine.connect() as conn:
+        link = conn.execute(select(mapping.c.dataverse_delta_link).where(
+            mapping.c.name == ORDERS)).scalar_one()  # fmt: skip
     sync(engine, company, settings.tz, ORDERS)  # submitted twice
-    with engine.begin() as conn:  # a run made the order and lost its coupling (a crash)
+    with engine.begin() as conn:  # a crash: the run's reads are read again, coupling lost
+        conn.execute(update(mapping).where(mapping.c.name == ORDERS)
+                     .values(dataverse_delta_link=link))  # fmt: skip
         conn.execute(delete(Coupling).where(Coupling.dataverse_id == order))
     sync(engine, company, settings.tz, ORDERS)
     assert [d.no for d in documents(sessions, DocumentType.ORDER)] == ["SO000001"]
@@ -136,6 +144,17 @@ def test_the_switches_decide_and_a_document_fails_alone_naming_what_is_missing(
     with sessions() as session:
         [error] = session.execute(select(SyncError).where(SyncError.dataverse_id == lost)).scalars()
     assert f"account (accounts({stranger})) is not coupled here yet" in error.message
+    again = sync(engine, company, settings.tz, ORDERS)[ORDERS]  # read again, no news
+    assert (again.inserted, again.failed, again.failed_again, again.activity) == (0, 0, 1, False)
+    with sessions.begin() as session:  # the walk-in customer is made here and coupled
+        save(session, "customers", {"no": "C9", "name": "Walk-in customer"}, user="ADMIN",
+             tz=settings.tz)  # fmt: skip
+    with connect(engine, company.box, company.bundle).client as client:
+        matching.couple(engine, client, "CUSTOMER", "C9", stranger, utcnow())
+    later = sync(engine, company, settings.tz, ORDERS)[ORDERS]
+    assert (later.inserted, later.failed_again) == (1, 0)
+    made = {d.your_reference: d.customer_no for d in documents(sessions, DocumentType.ORDER)}
+    assert made == {"Web order 18": made["Web order 18"], "Counter sale": "C9"}
 
 
 def test_order_notes_go_both_ways_and_never_come_back(

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, String, and_, cast, or_, select
 
 from domain.sales.integration import Coupling, PendingRecord, RecordSyncState
 from domain.sales.models import table
+from domain.sales.payload import WATERMARK_OVERLAP
 from jobs.sales.mapping import Mapping
 
-OVERLAP = timedelta(seconds=60)
 CHUNK = 1000
 C, P, S = table(Coupling), table(PendingRecord), table(RecordSyncState)
 
@@ -66,7 +66,7 @@ def select_rows(conn: Connection, mapping: Mapping, extra: Select[Any] | None) -
                 state,
                 and_(state.c.mapping_name == mapping.name, state.c.local_id == cast(key, String)),
             )
-            .where(modified >= mapping.row.local_watermark - OVERLAP)
+            .where(modified >= mapping.row.local_watermark - WATERMARK_OVERLAP)
             .where(
                 or_(
                     state.c.local_id.is_(None),

@@ -7,7 +7,9 @@ Each document is made once, whatever repeats or crashes: the local document keep
 Dataverse id (unique per document type), and the document, its lines and its coupling
 are written in one transaction; a row read again finds its document and only restores
 a missing coupling. A row that refers to something not coupled yet (the account, a
-product) fails alone, naming it, and is tried again by the next run.
+product) fails alone, naming it, and is read again by the next runs (jobs.sales.rereads)
+until it comes in; otherwise a run reads only what changed since the last one
+(jobs.sales.delta).
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from domain.sales.integration import Coupling, DataverseConnection, SyncResult
+from domain.sales.integration import (
+    Coupling,
+    DataverseConnection,
+    SyncResult,
+)
 from domain.sales.models import DocumentType, SalesHeader, SalesLine, table
 from domain.sales.outcome import Counters, Outcome
 from domain.sales.payload import RecordError
 from jobs.dataverse.client import parse_datetime, primary_key
-from jobs.sales import writes
+from jobs.sales import delta, rereads, writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
 from jobs.sales.couplings import by_dataverse
@@ -81,10 +87,22 @@ class DocumentIntake:
             "_ownerid_value",
             "_transactioncurrencyid_value",
             "modifiedon",
+            "statecode",
         ]
-        rows = list(
-            self.ctx.client.query(kind.entity_set, attrs, f"statecode eq {kind.state}", key=pk)
-        )
+        state = f"statecode eq {kind.state}"
+        read = delta.read_changes(self.ctx.client, self.mapping, attrs)
+        rows = [r for r in read.rows if r.get("statecode") == kind.state]
+        # Documents that failed to come in (a reference not coupled yet), read again.
+        waiting = rereads.waiting(self.ctx.db, self.mapping)
+        seen = {str(r[pk]).lower() for r in rows}
+        again: set[str] = set()
+        gone: list[str] = []
+        for found, missing in rereads.read_again(
+            self.ctx.client, kind.entity_set, attrs, sorted(set(waiting) - seen), also=state
+        ):
+            rows += found
+            again |= {str(r[pk]).lower() for r in found}
+            gone += missing  # no longer submitted or active, or deleted: waited for no more
         ids = [str(r[pk]) for r in rows]
         with self.ctx.db.connect() as conn:  # what the rows refer to, read once
             made = set(
@@ -106,7 +124,9 @@ class DocumentIntake:
         fresh = [r for r in rows if (kind.entity_set, str(r[pk])) not in self.coupled]
         for chunk in writes.chunks(fresh, CHUNK):
             results += self._take(chunk, made)
-        self.books.record(results)
+        rereads.no_news(results, waiting)
+        self.books.record(results, rows_read=[i for i in [*seen, *again, *gone] if i in waiting])
+        delta.save(self.ctx.db, self.mapping, read)
         for r in results:
             counters.count(r.outcome)
         return counters

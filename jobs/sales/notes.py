@@ -15,9 +15,8 @@ from sqlalchemy import bindparam, select, update
 from domain.sales.integration import Coupling, DataverseConnection, IntegrationTableMapping
 from domain.sales.models import DocumentType, SalesNote, table
 from domain.sales.outcome import Counters, Outcome
-from domain.sales.payload import odata_datetime
 from jobs.dataverse.client import parse_datetime
-from jobs.sales import writes
+from jobs.sales import delta, writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
 from jobs.sales.mapping import Mapping
@@ -61,9 +60,8 @@ class OrderNotes:
 
     def _pull(self, orders: dict[str, str]) -> list[Result]:
         """Notes written in Sales on coupled orders since the last read."""
-        since = self.mapping.row.dataverse_watermark
-        flt = f"modifiedon ge {odata_datetime(since)}" if since else ""
-        rows = list(self.ctx.client.query("annotations", ATTRS, flt, key="annotationid"))
+        read = delta.read_changes(self.ctx.client, self.mapping, ATTRS)
+        rows = read.rows
         with self.ctx.db.connect() as conn:
             known = set(
                 conn.execute(
@@ -96,15 +94,7 @@ class OrderNotes:
                         for r in fresh
                     ],
                 )
-        stamps = [d for d in (parse_datetime(r.get("modifiedon")) for r in rows) if d is not None]
-        newest = max(stamps, default=None)
-        if newest is not None:
-            with self.ctx.db.begin() as conn:
-                conn.execute(
-                    update(M)
-                    .where(M.c.name == self.mapping.name)
-                    .values(dataverse_watermark=newest)
-                )
+        delta.save(self.ctx.db, self.mapping, read)
         return [
             Result(
                 orders[str(r["_objectid_value"])],

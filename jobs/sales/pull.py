@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -26,14 +26,13 @@ from domain.sales.integration import (
     Direction,
     IntegrationTableMapping,
     PendingRecord,
-    PendingRow,
     RecordSyncState,
     SyncResult,
     UpdateConflict,
 )
 from domain.sales.models import table
 from domain.sales.outcome import Counters, Outcome
-from domain.sales.payload import RecordError, odata_datetime
+from domain.sales.payload import RecordError, since_filter
 from domain.sales.records import IMPORTABLE, FieldValueError, check_value
 from domain.sales.row_filter import matches, terms
 from jobs.dataverse.client import (
@@ -43,6 +42,7 @@ from jobs.dataverse.client import (
     parse_datetime,
     primary_key,
 )
+from jobs.sales import rereads
 from jobs.sales.behaviours import Behaviour
 from jobs.sales.books import Books, Couple, Result
 from jobs.sales.context import SyncContext
@@ -50,16 +50,13 @@ from jobs.sales.mapping import Mapping
 from runtime.logs import get_logger
 
 log = get_logger("sales.sync")
-OVERLAP = timedelta(seconds=60)
 PAGE = 1000
-READ_AGAIN_CHUNK = 50  # rows named in one $filter
 C, M, P, S = (
     table(Coupling),
     table(IntegrationTableMapping),
     table(PendingRecord),
     table(RecordSyncState),
 )
-PR = table(PendingRow)
 
 
 def _pages(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -88,7 +85,7 @@ class Puller:
         self.key = primary_key(mapping.entity_set)
         self.counters = Counters()
         self.seen: set[str] = set()  # rows read by this run
-        self.waiting = self._waiting()  # rows that failed to come in before
+        self.waiting = rereads.waiting(ctx.db, mapping)  # rows that failed to come in
 
     def pull(self) -> Counters:
         mapping = self.mapping
@@ -125,37 +122,19 @@ class Puller:
                 conn.execute(update(M).where(M.c.name == mapping.name).values(**saved))
         return self.counters
 
-    def _waiting(self) -> set[str]:
-        if not self.mapping.rows_waiting:
-            return set()
-        with self.ctx.db.connect() as conn:
-            return {
-                str(i)
-                for i in conn.execute(
-                    select(PR.c.dataverse_id).where(PR.c.mapping_name == self.mapping.name)
-                ).scalars()
-            }
-
     def _read_again(self, attrs: list[str], dv_filter: str) -> None:
         """Rows that failed to come in before and did not change since: read again, a
         chunk at a time, in case what they wanted is here now (a contact coupled, a unit
         created). Failing as before is no news (no activity); a row deleted or filtered
         out in Dataverse meanwhile is no longer waited for."""
-        row_ids = sorted(self.waiting - self.seen)
-        for start in range(0, len(row_ids), READ_AGAIN_CHUNK):
+        row_ids = sorted(set(self.waiting) - self.seen)
+        entity_set = self.mapping.entity_set
+        for rows, gone in rereads.read_again(self.ctx.client, entity_set, attrs, row_ids):
             if self.cancelled():
                 return
-            chunk = row_ids[start : start + READ_AGAIN_CHUNK]
-            wanted = " or ".join(f"{self.key} eq {row_id}" for row_id in chunk)
-            rows = [
-                r
-                for r in self.ctx.client.query(
-                    self.mapping.entity_set, attrs, f"({wanted})", key=self.key
-                )
-                if not dv_filter or matches(dv_filter, r)
-            ]
-            found = {str(r.get(self.key) or "").lower() for r in rows}
-            self._changed(rows, again=True, gone=[i for i in chunk if i not in found])
+            kept = [r for r in rows if not dv_filter or matches(dv_filter, r)]
+            filtered = [str(r.get(self.key) or "").lower() for r in rows if r not in kept]
+            self._changed(kept, gone=gone + filtered)
 
     def _tracked(self, attrs: list[str], link: str | None, dv_filter: str) -> dict[str, Any] | None:
         changes = self.ctx.client.changes(self.mapping.entity_set, attrs, link)
@@ -175,10 +154,8 @@ class Puller:
         return {"dataverse_delta_link": changes.delta_link}
 
     def _by_watermark(self, attrs: list[str], dv_filter: str) -> dict[str, Any] | None:
-        clauses = [dv_filter] if dv_filter else []
-        if self.mapping.row.dataverse_watermark is not None:
-            since = self.mapping.row.dataverse_watermark - OVERLAP
-            clauses.append(f"modifiedon ge {odata_datetime(since)}")
+        since = since_filter(self.mapping.row.dataverse_watermark)
+        clauses = [c for c in (dv_filter, since) if c]
         rows = self.ctx.client.query(
             self.mapping.entity_set, attrs, " and ".join(clauses), key=self.key
         )
@@ -247,11 +224,8 @@ class Puller:
             self.counters.count(r.outcome)
 
     # -- changes ---------------------------------------------------------------------------
-    def _changed(
-        self, rows: list[dict[str, Any]], again: bool = False, gone: list[str] | None = None
-    ) -> None:
-        """`again`: the rows are read again after failing (PendingRow); `gone`: rows
-        waited for that are no longer there to read."""
+    def _changed(self, rows: list[dict[str, Any]], gone: list[str] | None = None) -> None:
+        """`gone`: rows waited for (jobs.sales.rereads) that are no longer there to read."""
         mapping, key = self.mapping, self.key
         t, local_key = mapping.local, mapping.key
         results: list[Result] = []
@@ -321,11 +295,7 @@ class Puller:
                     update(t).where(local_key == bindparam("_local_key")),
                     updates,
                 )
-        for r in results:
-            if r.outcome == Outcome.FAILED and r.dataverse_id:
-                r.reread = True
-                if again:
-                    r.outcome = Outcome.FAILED_AGAIN
+        rereads.no_news(results, self.waiting)
         self.books.record(
             [r for r in results if r.local_id or r.outcome != Outcome.UNCHANGED],
             rows_read=[i for i in ids + (gone or []) if i in self.waiting],
