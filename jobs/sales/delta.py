@@ -7,7 +7,9 @@ are handled, so a crash reads them again instead of losing them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, update
@@ -19,7 +21,6 @@ from jobs.dataverse.client import (
     DataverseClient,
     DeltaRefused,
     NotTracked,
-    is_deleted,
     parse_datetime,
     primary_key,
 )
@@ -32,23 +33,21 @@ M = table(IntegrationTableMapping)
 
 @dataclass
 class Read:
-    rows: list[dict[str, Any]]  # changed or new, as read
-    deleted: list[str] = field(default_factory=list)  # row ids
+    """The rows as they come, page by page (deleted rows as `$deletedEntity` markers, see
+    `is_deleted`); `resume` is filled once they are all read."""
+
+    rows: Iterator[dict[str, Any]]
     resume: dict[str, Any] = field(default_factory=dict)  # the mapping's next starting point
 
 
-def read_changes(client: DataverseClient, mapping: Mapping, attrs: list[str]) -> Read:
-    link = mapping.row.dataverse_delta_link
-    if link != "":  # "": the table does not track changes
-        try:
-            return _tracked(client, mapping, attrs, link)
-        except DeltaRefused as exc:
-            log.warning("sales.delta_link_refused", mapping=mapping.name, reason=str(exc),
-                        action="reading every row again")  # fmt: skip
-            return _tracked(client, mapping, attrs, None)
-        except NotTracked:
-            log.info("sales.change_tracking_off", mapping=mapping.name, using="modifiedon")
-    return _by_watermark(client, mapping, attrs)
+def read_changes(
+    client: DataverseClient, mapping: Mapping, attrs: list[str], also: str = ""
+) -> Read:
+    """`also`: a `$filter` for a read by watermark (change tracking takes none: the
+    caller filters what it reads)."""
+    read = Read(iter(()))
+    read.rows = _rows(client, mapping, attrs, also, read)
+    return read
 
 
 def save(db: Engine, mapping: Mapping, read: Read) -> None:
@@ -58,24 +57,47 @@ def save(db: Engine, mapping: Mapping, read: Read) -> None:
             conn.execute(update(M).where(M.c.name == mapping.name).values(**read.resume))
 
 
-def _tracked(client: DataverseClient, mapping: Mapping, attrs: list[str], link: str | None) -> Read:
+def _rows(
+    client: DataverseClient, mapping: Mapping, attrs: list[str], also: str, read: Read
+) -> Iterator[dict[str, Any]]:
+    link = mapping.row.dataverse_delta_link
+    if link != "":  # "": the table does not track changes
+        try:
+            yield from _tracked(client, mapping, attrs, link, read)
+            return
+        except DeltaRefused as exc:  # refused on its first request, before any row
+            log.warning("sales.delta_link_refused", mapping=mapping.name, reason=str(exc),
+                        action="reading every row again")  # fmt: skip
+            yield from _tracked(client, mapping, attrs, None, read)
+            return
+        except NotTracked:
+            log.info("sales.change_tracking_off", mapping=mapping.name, using="modifiedon")
+    yield from _by_watermark(client, mapping, attrs, also, read)
+
+
+def _tracked(
+    client: DataverseClient, mapping: Mapping, attrs: list[str], link: str | None, read: Read
+) -> Iterator[dict[str, Any]]:
     changes = client.changes(mapping.entity_set, attrs, link)
-    rows = list(changes.rows)
-    read = Read(
-        [r for r in rows if not is_deleted(r)],
-        [str(r.get("id", "")) for r in rows if is_deleted(r)],
-    )
-    if changes.delta_link is not None and (link is None or rows):
+    count = 0
+    for row in changes.rows:
+        count += 1
+        yield row
+    if changes.delta_link is not None and (link is None or count):  # else the link serves
         read.resume = {"dataverse_delta_link": changes.delta_link}
-    return read
 
 
-def _by_watermark(client: DataverseClient, mapping: Mapping, attrs: list[str]) -> Read:
+def _by_watermark(
+    client: DataverseClient, mapping: Mapping, attrs: list[str], also: str, read: Read
+) -> Iterator[dict[str, Any]]:
     key = primary_key(mapping.entity_set)
-    since = since_filter(mapping.row.dataverse_watermark)
-    rows = list(client.query(mapping.entity_set, attrs, since, key=key))
-    stamps = [d for d in (parse_datetime(r.get("modifiedon")) for r in rows) if d is not None]
-    resume: dict[str, Any] = {"dataverse_delta_link": ""}
-    if stamps:
-        resume["dataverse_watermark"] = max(stamps)
-    return Read(rows, resume=resume)
+    clauses = [c for c in (also, since_filter(mapping.row.dataverse_watermark)) if c]
+    newest: datetime | None = None
+    for row in client.query(mapping.entity_set, attrs, " and ".join(clauses), key=key):
+        modified = parse_datetime(row.get("modifiedon"))
+        if modified is not None and (newest is None or modified > newest):
+            newest = modified
+        yield row
+    read.resume = {"dataverse_delta_link": ""}
+    if newest is not None:
+        read.resume["dataverse_watermark"] = newest

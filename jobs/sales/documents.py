@@ -28,7 +28,7 @@ from domain.sales.integration import (
 from domain.sales.models import DocumentType, SalesHeader, SalesLine, table
 from domain.sales.outcome import Counters, Outcome
 from domain.sales.payload import RecordError
-from jobs.dataverse.client import parse_datetime, primary_key
+from jobs.dataverse.client import is_deleted, parse_datetime, primary_key
 from jobs.sales import delta, rereads, writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
@@ -91,7 +91,7 @@ class DocumentIntake:
         ]
         state = f"statecode eq {kind.state}"
         read = delta.read_changes(self.ctx.client, self.mapping, attrs)
-        rows = [r for r in read.rows if r.get("statecode") == kind.state]
+        rows = [r for r in read.rows if not is_deleted(r) and r.get("statecode") == kind.state]
         # Documents that failed to come in (a reference not coupled yet), read again.
         waiting = rereads.waiting(self.ctx.db, self.mapping)
         seen = {str(r[pk]).lower() for r in rows}

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, update
 from domain.sales.integration import Coupling, DataverseConnection, IntegrationTableMapping
 from domain.sales.models import DocumentType, SalesNote, table
 from domain.sales.outcome import Counters, Outcome
-from jobs.dataverse.client import parse_datetime
+from jobs.dataverse.client import is_deleted, parse_datetime
 from jobs.sales import delta, writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
@@ -61,7 +61,7 @@ class OrderNotes:
     def _pull(self, orders: dict[str, str]) -> list[Result]:
         """Notes written in Sales on coupled orders since the last read."""
         read = delta.read_changes(self.ctx.client, self.mapping, ATTRS)
-        rows = read.rows
+        rows = [r for r in read.rows if not is_deleted(r)]  # a deleted note stays here
         with self.ctx.db.connect() as conn:
             known = set(
                 conn.execute(

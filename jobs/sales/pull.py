@@ -1,6 +1,6 @@
 """Reading a mapping's changed rows from Dataverse into local records, a page at a time.
 
-Change tracking first (`Prefer: odata.track-changes`; the delta link is kept per
+What changed comes through jobs.sales.delta (change tracking first, the delta link kept per
 mapping): a run reads only what changed since the last one, deletions included. A
 refused delta link (expired token) means one full read again; a table that does not
 track changes is read by its `modifiedon` watermark instead. Rows the integration user
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -32,17 +31,15 @@ from domain.sales.integration import (
 )
 from domain.sales.models import table
 from domain.sales.outcome import Counters, Outcome
-from domain.sales.payload import RecordError, since_filter
+from domain.sales.payload import RecordError
 from domain.sales.records import IMPORTABLE, FieldValueError, check_value
 from domain.sales.row_filter import matches, terms
 from jobs.dataverse.client import (
-    DeltaRefused,
-    NotTracked,
     is_deleted,
     parse_datetime,
     primary_key,
 )
-from jobs.sales import rereads
+from jobs.sales import delta, rereads
 from jobs.sales.behaviours import Behaviour
 from jobs.sales.books import Books, Couple, Result
 from jobs.sales.context import SyncContext
@@ -97,29 +94,20 @@ class Puller:
         }
         attrs |= {name for name, _, _ in terms(dv_filter)}
         attrs |= set(self.behaviour.extra_attributes)
-        link = mapping.row.dataverse_delta_link
-        saved: dict[str, Any] | None = None
-        if link != "":  # "": the table does not track changes
-            try:
-                saved = self._tracked(sorted(attrs), link, dv_filter)
-            except DeltaRefused as exc:
-                log.warning(
-                    "sales.delta_link_refused",
-                    mapping=mapping.name,
-                    reason=str(exc),
-                    action="reading every row again",
-                )
-                saved = self._tracked(sorted(attrs), None, dv_filter)
-            except NotTracked:
-                log.info("sales.change_tracking_off", mapping=mapping.name, using="modifiedon")
-                link = ""
-        if link == "":
-            saved = self._by_watermark(sorted(attrs), dv_filter)
+        read = delta.read_changes(self.ctx.client, mapping, sorted(attrs), also=dv_filter)
+        for page in _pages(read.rows):
+            if self.cancelled():
+                return self.counters
+            deleted = [str(r.get("id", "")) for r in page if is_deleted(r)]
+            rows = [
+                r for r in page if not is_deleted(r) and (not dv_filter or matches(dv_filter, r))
+            ]
+            self._deleted(deleted)
+            self._changed(rows)
         if not self.cancelled():
             self._read_again(sorted(attrs), dv_filter)
-        if saved is not None and not self.cancelled():
-            with self.ctx.db.begin() as conn:
-                conn.execute(update(M).where(M.c.name == mapping.name).values(**saved))
+        if not self.cancelled():
+            delta.save(self.ctx.db, mapping, read)
         return self.counters
 
     def _read_again(self, attrs: list[str], dv_filter: str) -> None:
@@ -135,43 +123,6 @@ class Puller:
             kept = [r for r in rows if not dv_filter or matches(dv_filter, r)]
             filtered = [str(r.get(self.key) or "").lower() for r in rows if r not in kept]
             self._changed(kept, gone=gone + filtered)
-
-    def _tracked(self, attrs: list[str], link: str | None, dv_filter: str) -> dict[str, Any] | None:
-        changes = self.ctx.client.changes(self.mapping.entity_set, attrs, link)
-        read = 0
-        for page in _pages(changes.rows):
-            read += len(page)
-            if self.cancelled():
-                return None
-            deleted = [str(r.get("id", "")) for r in page if is_deleted(r)]
-            rows = [
-                r for r in page if not is_deleted(r) and (not dv_filter or matches(dv_filter, r))
-            ]
-            self._deleted(deleted)
-            self._changed(rows)
-        if changes.delta_link is None or (link is not None and read == 0):
-            return None  # nothing changed: the link held still serves
-        return {"dataverse_delta_link": changes.delta_link}
-
-    def _by_watermark(self, attrs: list[str], dv_filter: str) -> dict[str, Any] | None:
-        since = since_filter(self.mapping.row.dataverse_watermark)
-        clauses = [c for c in (dv_filter, since) if c]
-        rows = self.ctx.client.query(
-            self.mapping.entity_set, attrs, " and ".join(clauses), key=self.key
-        )
-        watermark: datetime | None = None
-        for page in _pages(rows):
-            if self.cancelled():
-                return None
-            for r in page:
-                modified = parse_datetime(r.get("modifiedon"))
-                if modified is not None:
-                    watermark = max(watermark, modified) if watermark else modified
-            self._changed(page)
-        values: dict[str, Any] = {"dataverse_delta_link": ""}
-        if watermark is not None:
-            values["dataverse_watermark"] = watermark
-        return values
 
     # -- deletions -------------------------------------------------------------------------
     def _deleted(self, row_ids: list[str]) -> None:
