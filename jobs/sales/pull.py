@@ -193,17 +193,27 @@ class Puller:
                     )
                 )
             }
-            local_ids = [str(c.local_id) for c in coupled.values()]
-            locals_ = {
-                mapping.local_id(r): r
-                for r in conn.execute(select(t).where(local_key.in_(local_ids)))
-            }
-            states = {
-                str(s.local_id): s
-                for s in conn.execute(
-                    select(S).where(S.c.mapping_name == mapping.name, S.c.local_id.in_(local_ids))
-                )
-            }
+            # Records to compare with their rows: not for a row unchanged or ours coming back.
+            ours = self.ctx.integration_user_id
+            local_ids = [
+                str(c.local_id)
+                for r, i in zip(rows, ids, strict=True)
+                if (c := coupled.get(i)) is not None
+                and c.dataverse_etag != r.get("@odata.etag")
+                and r.get("_modifiedby_value") != ours
+            ]
+            locals_: dict[str, Any] = {}
+            states: dict[str, Any] = {}
+            if local_ids:
+                locals_ = {
+                    mapping.local_id(r): r
+                    for r in conn.execute(select(t).where(local_key.in_(local_ids)))
+                }
+                mine = S.c.mapping_name == mapping.name
+                states = {
+                    str(s.local_id): s
+                    for s in conn.execute(select(S).where(mine, S.c.local_id.in_(local_ids)))
+                }
             new_rows = [(r, i) for r, i in zip(rows, ids, strict=True) if i and i not in coupled]
             matched: list[str | None] = []
             taken: set[str] = set()
