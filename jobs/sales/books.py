@@ -116,7 +116,9 @@ class Books:
         if not results and not rows_read:
             return
         now = self.clock()
-        reread = {r.dataverse_id: r.reason for r in results if r.reread and r.dataverse_id}
+        # Row ids in lower case, as GUIDs compare (jobs.sales.rereads reads them so).
+        reread = {r.dataverse_id.lower(): r.reason for r in results if r.reread and r.dataverse_id}
+        rows_read = [i.lower() for i in rows_read or []]
         couples = [c for r in results for c in r.couple]
         uncoupled = [r.local_id for r in results if r.uncouple]
         states = [r for r in results if r.state is not None]
@@ -137,7 +139,7 @@ class Books:
         ]
         with self.db.begin() as conn:
             if rows_read or reread:
-                self._pending_rows(conn, [i for i in rows_read or [] if i not in reread], reread)
+                self._pending_rows(conn, [i for i in rows_read if i not in reread], reread)
             if uncoupled:
                 conn.execute(
                     delete(C).where(

@@ -259,6 +259,8 @@ class DocumentIntake:
         is never half made); returns the numbers given. A document made by a run that
         lost its coupling only gets the coupling back."""
         kind, now = self.kind, self.ctx.now()
+        if not ready and not restored:
+            return {}
         with self.ctx.db.begin() as conn:
             couplings: dict[str, str] = {}  # row id -> document number
             if restored:
