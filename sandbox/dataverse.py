@@ -409,6 +409,8 @@ class DataverseEmulator(HttpsEmulator):
                         f"{LOGICAL[target_set]} With Id = {target} Does Not Exist",
                     )
                 row[column] = target
+                if nav.startswith("objectid_"):  # a note's regarding row: its table's name
+                    row["objecttypecode"] = LOGICAL[target_set]
             elif key.startswith("@") or key.startswith("_") or key in ("modifiedon", "createdon"):
                 raise ODataError(400, "0x80060888", f"The property '{key}' cannot be set")
             else:

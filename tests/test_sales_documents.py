@@ -187,6 +187,42 @@ def test_order_notes_go_both_ways_and_never_come_back(
     assert len(dv.rows("annotations")) == 2
 
 
+def test_a_note_on_an_order_not_here_yet_waits_for_it_and_then_comes(
+    settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
+) -> None:
+    """A note written in Sales on an order that could not come in yet is not lost when
+    the notes' read moves past it: it waits, and comes once its order is here."""
+    from domain.sales.models import SalesNote
+
+    dv = company.dataverse
+    stranger = dv.add("accounts", {"name": "Walk-in customer"})  # not coupled yet
+    order = made_in_sales(dv, synced | {"account": stranger}, "salesorders", "Counter sale")
+    dv.edit("salesorders", order, {"statecode": 1, "statuscode": 3}, by=dv.administrator)
+    dv.add("annotations", {"subject": "Gate", "notetext": "Ring twice",
+                           "objectid_salesorder@odata.bind": f"/salesorders({order})"})  # fmt: skip
+    assert sync(engine, company, settings.tz, ORDERS)[ORDERS].failed == 1
+    notes = "SALESORDER-NOTES"
+    first = sync(engine, company, settings.tz, notes)[notes]
+    assert (first.inserted, first.failed) == (0, 1)
+    with sessions() as session:
+        error = session.execute(select(SyncError.message).where(
+            SyncError.mapping_name == notes)).scalars().first()  # fmt: skip
+    assert error is not None and f"its order (salesorders({order})) is not here yet" in error
+    again = sync(engine, company, settings.tz, notes)[notes]
+    assert (again.failed, again.failed_again, again.activity) == (0, 1, False)
+    with sessions.begin() as session:
+        save(session, "customers", {"no": "C9", "name": "Walk-in customer"}, user="ADMIN",
+             tz=settings.tz)  # fmt: skip
+    with connect(engine, company.box, company.bundle).client as client:
+        matching.couple(engine, client, "CUSTOMER", "C9", stranger, utcnow())
+    assert sync(engine, company, settings.tz, ORDERS)[ORDERS].inserted == 1
+    later = sync(engine, company, settings.tz, notes)[notes]
+    assert (later.inserted, later.failed_again) == (1, 0)
+    with sessions() as session:
+        [note] = session.execute(select(SalesNote)).scalars()
+    assert (note.document_no, note.text) == ("SO000001", "Ring twice")
+
+
 def test_a_note_whose_answer_was_lost_is_sent_again_as_the_same_note(
     settings: Settings, engine: Any, sessions: Any, company: Sandbox, synced: dict[str, str]
 ) -> None:

@@ -12,18 +12,19 @@ import uuid
 
 from sqlalchemy import bindparam, select, update
 
-from domain.sales.integration import Coupling, DataverseConnection, IntegrationTableMapping
+from domain.sales.integration import Coupling, DataverseConnection
 from domain.sales.models import DocumentType, SalesNote, table
 from domain.sales.outcome import Counters, Outcome
 from jobs.dataverse.client import is_deleted, parse_datetime
-from jobs.sales import delta, writes
+from jobs.sales import delta, rereads, writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
+from jobs.sales.couplings import by_dataverse
 from jobs.sales.mapping import Mapping
 from runtime.logs import get_logger
 
 log = get_logger("sales.sync")
-N, C, M = table(SalesNote), table(Coupling), table(IntegrationTableMapping)
+N, C = table(SalesNote), table(Coupling)
 DC = table(DataverseConnection)
 ORDERS = "salesorders"
 ATTRS = [
@@ -31,6 +32,7 @@ ATTRS = [
     "notetext",
     "subject",
     "_objectid_value",
+    "objecttypecode",
     "_modifiedby_value",
     "_createdby_value",
     "createdon",
@@ -46,22 +48,29 @@ class OrderNotes:
         counters = Counters()
         with self.ctx.db.connect() as conn:
             switched = conn.execute(select(DC.c.sales_order_integration)).scalar_one_or_none()
-            if not switched:
-                return counters
-            coupled = select(C.c.local_id, C.c.dataverse_id).where(
-                C.c.local_table == "sales_headers", C.c.dataverse_table == ORDERS
-            )
-            orders = {str(r.dataverse_id): str(r.local_id) for r in conn.execute(coupled)}
-        results = self._pull(orders) + self._push({v: k for k, v in orders.items()})
-        self.books.record(results)
+        if not switched:
+            return counters
+        pulled, settled = self._pull()
+        results = pulled + self._push()
+        self.books.record(results, rows_read=settled)
         for r in results:
             counters.count(r.outcome)
         return counters
 
-    def _pull(self, orders: dict[str, str]) -> list[Result]:
-        """Notes written in Sales on coupled orders since the last read."""
+    def _pull(self) -> tuple[list[Result], list[str]]:
+        """Notes written in Sales on coupled orders since the last read. A note on an
+        order that is not here yet (its intake failed) waits for it: read again by later
+        runs (jobs.sales.rereads) until its order comes."""
         read = delta.read_changes(self.ctx.client, self.mapping, ATTRS)
         rows = [r for r in read.rows if not is_deleted(r)]  # a deleted note stays here
+        waiting = rereads.waiting(self.ctx.db, self.mapping)
+        seen = {str(r["annotationid"]).lower() for r in rows}
+        gone: list[str] = []
+        for found, missing in rereads.read_again(
+            self.ctx.client, "annotations", ATTRS, sorted(set(waiting) - seen)
+        ):
+            rows += found
+            gone += missing
         with self.ctx.db.connect() as conn:
             known = set(
                 conn.execute(
@@ -70,13 +79,29 @@ class OrderNotes:
                     )
                 ).scalars()
             )
-        fresh = [
+            regarding = {str(r.get("_objectid_value") or "") for r in rows}
+            orders = {
+                row_id: str(c.local_id)
+                for (_, row_id), c in by_dataverse(conn, {ORDERS: regarding}).items()
+                if c.local_table == "sales_headers"
+            }
+        new = [
             r
             for r in rows
-            if str(r.get("_objectid_value")) in orders
+            if r.get("objecttypecode") == "salesorder"
             and str(r["annotationid"]) not in known
             and r.get("_createdby_value") != self.ctx.integration_user_id  # ours: not back
         ]
+        fresh = [r for r in new if str(r.get("_objectid_value")) in orders]
+        early = [
+            Result("", Outcome.FAILED,
+                   f"its order (salesorders({r.get('_objectid_value')})) is not here yet; the "
+                   "note waits for it", str(r["annotationid"]), retry=False)
+            for r in new if str(r.get("_objectid_value")) not in orders
+        ]  # fmt: skip
+        rereads.no_news(early, waiting)
+        read_ids = [*seen, *(str(r["annotationid"]).lower() for r in rows), *gone]
+        settled = [i for i in dict.fromkeys(read_ids) if i in waiting]
         if fresh:
             with self.ctx.db.begin() as conn:
                 conn.execute(
@@ -94,8 +119,7 @@ class OrderNotes:
                         for r in fresh
                     ],
                 )
-        delta.save(self.ctx.db, self.mapping, read)
-        return [
+        results = early + [
             Result(
                 orders[str(r["_objectid_value"])],
                 Outcome.INSERTED,
@@ -103,18 +127,24 @@ class OrderNotes:
             )
             for r in fresh
         ]
+        delta.save(self.ctx.db, self.mapping, read)
+        return results, settled
 
-    def _push(self, order_ids: dict[str, str]) -> list[Result]:
+    def _push(self) -> list[Result]:
         """Notes written here on coupled orders that Sales does not have for sure: each
         gets its annotation id before it is sent, so a resend is the same note."""
         with self.ctx.db.begin() as conn:
+            on_coupled_order = C.c.local_table == "sales_headers", C.c.dataverse_table == ORDERS
             waiting = conn.execute(
-                select(N.c.id, N.c.dataverse_id).where(
+                select(N.c.id, N.c.dataverse_id, C.c.dataverse_id.label("order_id"))
+                .join(C, C.c.local_id == N.c.document_no)
+                .where(
+                    *on_coupled_order,
                     N.c.document_type == DocumentType.ORDER,
-                    N.c.document_no.in_(list(order_ids)),
                     N.c.in_dataverse_at.is_(None),
                 )
             ).all()
+            order_ids = {n.id: str(n.order_id) for n in waiting}
             unreserved = [{"b_id": n.id, "b_row": str(uuid.uuid4())} for n in waiting
                           if n.dataverse_id is None]  # fmt: skip
             if unreserved:
@@ -128,7 +158,7 @@ class OrderNotes:
             str(note.dataverse_id): {
                 "subject": f"Note by {note.created_by or 'Business Central'}"[:500],
                 "notetext": note.text,
-                "objectid_salesorder@odata.bind": f"/{ORDERS}({order_ids[note.document_no]})",
+                "objectid_salesorder@odata.bind": f"/{ORDERS}({order_ids[note.id]})",
             }
             for note in notes
         }
