@@ -25,7 +25,7 @@ from jobs.sales.behaviours import behaviour_for
 from jobs.sales.books import Books
 from jobs.sales.context import SyncContext
 from jobs.sales.lookups import Lookups
-from jobs.sales.mapping import Mapping, load_mapping
+from jobs.sales.mapping import Mapping, load_mapping, reloaded
 from jobs.sales.pull import Puller
 from jobs.sales.push import Pusher
 from jobs.wakeup import data_changed
@@ -78,7 +78,14 @@ class SyncEngine:
             counters.add(pulled)
         whole = behaviour_for(name).whole_run
         if direction in (Direction.TO_DATAVERSE, Direction.BIDIRECTIONAL) and not whole:
-            counters.add(self._push(ctx, mapping, books))
+            pushed = self._push(ctx, mapping, books)
+            counters.add(pushed)
+            if direction == Direction.BIDIRECTIONAL and (pushed.inserted or pushed.modified):
+                # The run's own writes come back through change tracking: read them now,
+                # so the next run reads only what others changed.
+                mapping = reloaded(self.db, mapping)  # from where the first read left off
+                behaviour = behaviour_for(name)
+                counters.add(Puller(ctx, mapping, behaviour, books, self.cancelled).pull())
         with self.db.begin() as conn:
             recorded = counters.as_dict()  # the run's row counts every failure as failed
             recorded["failed"] += recorded.pop("failed_again")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, exists, select
+from sqlalchemy import Column, Connection, Engine, Table, exists, select
 
 from domain.sales.defaults import BY_NAME, MappingDef
 from domain.sales.integration import (
@@ -78,3 +78,11 @@ def load_mapping(conn: Connection, name: str) -> Mapping:
         conn.execute(select(F).where(F.c.mapping_name == name).order_by(F.c.position)).all()
     )
     return Mapping(row, fields, BY_NAME.get(name))
+
+
+def reloaded(db: Engine, mapping: Mapping) -> Mapping:
+    """The mapping with its row read again (where the last read left off); its field
+    mappings stay as the run loaded them."""
+    with db.connect() as conn:
+        row = conn.execute(select(M, _WAITING).where(M.c.name == mapping.name)).one()
+    return Mapping(row, mapping.fields, mapping.spec)

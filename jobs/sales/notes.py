@@ -20,7 +20,7 @@ from jobs.sales import delta, rereads, writes
 from jobs.sales.books import Books, Result
 from jobs.sales.context import SyncContext
 from jobs.sales.couplings import by_dataverse
-from jobs.sales.mapping import Mapping
+from jobs.sales.mapping import Mapping, reloaded
 from runtime.logs import get_logger
 
 log = get_logger("sales.sync")
@@ -51,7 +51,15 @@ class OrderNotes:
         if not switched:
             return counters
         pulled, settled = self._pull()
-        results = pulled + self._push()
+        pushed = self._push()
+        results = pulled + pushed
+        if any(r.outcome == Outcome.MODIFIED for r in pushed):
+            # The notes sent come back through change tracking: read them now, so the
+            # next run reads only what others wrote.
+            self.mapping = reloaded(self.ctx.db, self.mapping)
+            more, also_settled = self._pull()
+            results += more
+            settled += also_settled
         self.books.record(results, rows_read=settled)
         for r in results:
             counters.count(r.outcome)
