@@ -57,7 +57,7 @@ class OrderNotes:
             # The notes sent come back through change tracking: read them now, so the
             # next run reads only what others wrote.
             self.mapping = reloaded(self.ctx.db, self.mapping)
-            more, also_settled = self._pull()
+            more, also_settled = self._pull(read_waiting=False)
             results += more
             settled += also_settled
         self.books.record(results, rows_read=settled)
@@ -65,18 +65,18 @@ class OrderNotes:
             counters.count(r.outcome)
         return counters
 
-    def _pull(self) -> tuple[list[Result], list[str]]:
+    def _pull(self, read_waiting: bool = True) -> tuple[list[Result], list[str]]:
         """Notes written in Sales on coupled orders since the last read. A note on an
         order that is not here yet (its intake failed) waits for it: read again by later
-        runs (jobs.sales.rereads) until its order comes."""
+        runs (jobs.sales.rereads) until its order comes (`read_waiting`: not by a second
+        read in the same run)."""
         read = delta.read_changes(self.ctx.client, self.mapping, ATTRS)
         rows = [r for r in read.rows if not is_deleted(r)]  # a deleted note stays here
         waiting = rereads.waiting(self.ctx.db, self.mapping)
         seen = {str(r["annotationid"]).lower() for r in rows}
         gone: list[str] = []
-        for found, missing in rereads.read_again(
-            self.ctx.client, "annotations", ATTRS, sorted(set(waiting) - seen)
-        ):
+        again = sorted(set(waiting) - seen) if read_waiting else []
+        for found, missing in rereads.read_again(self.ctx.client, "annotations", ATTRS, again):
             rows += found
             gone += missing
         with self.ctx.db.connect() as conn:

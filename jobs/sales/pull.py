@@ -75,13 +75,17 @@ class Puller:
         behaviour: Behaviour,
         books: Books,
         cancelled: Callable[[], bool],
+        read_waiting: bool = True,
     ) -> None:
+        """`read_waiting`: also read again the rows that failed to come in before (not
+        for a second read in the same run, which has read them)."""
         self.ctx, self.mapping, self.behaviour, self.books = ctx, mapping, behaviour, books
         self.cancelled = cancelled
         self.fields = mapping.fields_toward(Direction.FROM_DATAVERSE)
         self.key = primary_key(mapping.entity_set)
         self.counters = Counters()
         self.seen: set[str] = set()  # rows read by this run
+        self.read_waiting = read_waiting
         self.waiting = rereads.waiting(ctx.db, mapping)  # rows that failed to come in
 
     def pull(self) -> Counters:
@@ -104,7 +108,7 @@ class Puller:
             ]
             self._deleted(deleted)
             self._changed(rows)
-        if not self.cancelled():
+        if self.read_waiting and not self.cancelled():
             self._read_again(sorted(attrs), dv_filter)
         if not self.cancelled():
             delta.save(self.ctx.db, mapping, read)
