@@ -281,3 +281,32 @@ def test_data_changed_while_a_watcher_runs_does_not_touch_a_failed_run(
     with engine.begin() as conn:
         finish_run(conn, claimed, RunResult.failure("boom", None), utcnow(), settings.tz)
     assert entry(sessions, "OUTBOX").status == EntryStatus.ERROR
+
+
+def test_an_entry_held_by_another_transaction_does_not_stall_the_others(
+    settings: Settings, stub, engine
+) -> None:
+    """A data change holds its watchers' rows until it commits (wakeups); the dispatcher
+    leaves a held row for its next tick instead of waiting, so nothing else waits."""
+    from sqlalchemy import select
+
+    from domain.queue.models import ENTRIES
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises every writer")
+    _broker, dispatcher, sessions = stub
+    add(sessions, settings, "HELD", "noop")
+    add(sessions, settings, "FREE", "noop")
+    with engine.connect() as holder:
+        holder.execute(select(ENTRIES.c.id).where(ENTRIES.c.code == "HELD").with_for_update())
+        tick = threading.Thread(target=dispatcher.tick, args=(utcnow(),), daemon=True)
+        tick.start()
+        tick.join(timeout=10)
+        waited = tick.is_alive()
+        holder.rollback()  # lets a tick that waited finish
+        tick.join(timeout=10)
+        assert not waited, "the tick waited for the held row"
+        assert entry(sessions, "FREE").status == EntryStatus.IN_PROCESS
+        assert entry(sessions, "HELD").status == EntryStatus.READY
+    dispatcher.tick(utcnow())
+    assert entry(sessions, "HELD").status == EntryStatus.IN_PROCESS

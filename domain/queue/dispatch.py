@@ -232,9 +232,20 @@ def claim_due(engine: Engine, now: datetime, batch: int) -> tuple[int, list[Disp
         ids = [r.id for r in candidates[:batch]]
         if not ids:
             return expired, []
+        # Rows another transaction holds (a data change waking its watchers, an admin's
+        # edit) are left for the next tick rather than waited for: one held entry never
+        # stalls the dispatch of the others (PostgreSQL; SQLite writers are serialised).
+        free_rows = (
+            select(entries.c.id)
+            .where(entries.c.id.in_(ids), entries.c.status == EntryStatus.READY)
+            .with_for_update(skip_locked=True)
+        )
         claimed = conn.execute(
             update_(entries)
-            .where(entries.c.id.in_(ids), entries.c.status == EntryStatus.READY)
+            .where(
+                entries.c.id.in_(free_rows.scalar_subquery()),
+                entries.c.status == EntryStatus.READY,
+            )
             .values(
                 status=EntryStatus.IN_PROCESS,
                 run_seq=entries.c.run_seq + 1,
