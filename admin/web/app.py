@@ -332,42 +332,43 @@ def create_web_app(
             state = queries.sales(session)
         return page(request, "sales.html", status, message=message, **state)
 
-    @app.post("/sales/resolve", include_in_schema=False)
-    async def settle(request: Request) -> Response:
-        me, form = await posted(request)
-        mapping, local_id = str(form.get("mapping", "")), str(form.get("local_id", ""))
+    async def _sales_request(request: Request, fn: Any, *args: Any) -> Response:
+        """An admin's request on the Sales page, run off the event loop: the page with
+        what was done, or with why it was refused (403 raised, 422, 502 when Sales could
+        not be asked)."""
         try:
-            said = await run_in_threadpool(actions.settle_conflict, sessions, me, mapping,
-                                           local_id, str(form.get("keep", "")))  # fmt: skip
+            said = await run_in_threadpool(fn, *args)
         except actions.Forbidden as exc:
             raise HTTPException(403, str(exc)) from None
         except ValueError as exc:
             return _sales_page(request, 422, str(exc))
-        return _sales_page(request, 200, said)
+        except (DataverseError, MicrosoftError) as exc:
+            return _sales_page(request, 502, f"Dynamics 365 Sales: {exc}")
+        return _sales_page(request, 200, str(said))
+
+    @app.post("/sales/resolve", include_in_schema=False)
+    async def settle(request: Request) -> Response:
+        me, form = await posted(request)
+        mapping, local_id = str(form.get("mapping", "")), str(form.get("local_id", ""))
+        return await _sales_request(request, actions.settle_conflict, sessions, me, mapping,
+                                    local_id, str(form.get("keep", "")))  # fmt: skip
 
     @app.post("/sales/tools/{action}", include_in_schema=False)
     async def sales_tool(request: Request, action: str) -> Response:
         """Retry failed records, a full synchronization, one record now, uncouple."""
         me, form = await posted(request)
         texts = {k: str(v) for k, v in form.items()}
-        try:
-            said = await run_in_threadpool(actions.sales_requests, sessions, me, action, texts)
-        except actions.Forbidden as exc:
-            raise HTTPException(403, str(exc)) from None
-        except ValueError as exc:
-            return _sales_page(request, 422, str(exc))
-        return _sales_page(request, 200, said)
+        return await _sales_request(request, actions.sales_requests, sessions, me, action, texts)
 
     @app.post("/sales/match", include_in_schema=False)
     async def match(request: Request) -> Response:
         """Match-based coupling: preview (a plan is shown, nothing written), then apply
         exactly that plan."""
         me, form = await posted(request)
+        if form.get("plan"):
+            return await _sales_request(request, actions.match_apply, sessions, me,
+                                        settings.verify, str(form["plan"]))  # fmt: skip
         try:
-            if form.get("plan"):
-                said = await run_in_threadpool(actions.match_apply, sessions, me,
-                                               settings.verify, str(form["plan"]))  # fmt: skip
-                return _sales_page(request, 200, said)
             mapping, on = str(form.get("mapping", "")), str(form.get("on", ""))
             plan = await run_in_threadpool(
                 actions.match_preview, sessions, me, settings.verify, mapping, on
